@@ -1,0 +1,28 @@
+/*
+ * curl.h - drive a libcurl easy handle from a coroutine: the transfer runs
+ * on the worker's event loop through curl's multi_socket API, so thousands
+ * of transfers share one thread without blocking it.
+ */
+#ifndef CORO_CURL_H
+#define CORO_CURL_H
+
+#include <curl/curl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Perform the transfer configured on easy (as curl_easy_perform) and park
+ * until it completes. Returns the transfer's CURLcode (CURLE_OK == 0), or
+ * -1 with errno ECANCELED when the coroutine is cancelled (the transfer is
+ * aborted and removed). The handle stays owned by the caller and can be
+ * reused. Coroutine only; may yield. Do not set CURLOPT_SHARE or multi
+ * options on easy that conflict with the worker's multi handle.
+ */
+int coro_curl_perform(CURL *easy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
