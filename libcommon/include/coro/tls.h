@@ -44,6 +44,10 @@ int coro_tls_ctx_reload(coro_tls_ctx_t *ctx, char *err, size_t errlen);
 /* Client context: ca_file NULL = system store; verify 0 disables peer
  * verification (tests only). */
 coro_tls_ctx_t *coro_tls_client_new(const char *ca_file, int verify, char *err, size_t errlen);
+/* Present a client certificate (mutual TLS). Re-read by coro_tls_ctx_reload;
+ * connections already made keep the old one. 0 or -1 + err. */
+int coro_tls_client_set_cert(coro_tls_ctx_t *ctx, const char *cert_file, const char *key_file,
+                             char *err, size_t errlen);
 void coro_tls_ctx_free(coro_tls_ctx_t *ctx);
 
 /* Handshake on a connected non-blocking fd (not owned). NULL with errno
