@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -69,10 +70,60 @@ struct coro_tls {
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_ex_index = -1;
+static BIO_METHOD *tls_bio_method;
+
+/* ---- a socket BIO that never raises SIGPIPE ----------------------------- */
+
+/* OpenSSL's socket BIO write()s, so a peer that hung up would kill the
+ * process with SIGPIPE unless every program ignored it; send() with
+ * MSG_NOSIGNAL turns that into EPIPE. */
+static int bio_fd(BIO *b)
+{
+    return (int)(intptr_t)BIO_get_data(b);
+}
+
+static int bio_write(BIO *b, const char *buf, int n)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t r = send(bio_fd(b), buf, (size_t)n, MSG_NOSIGNAL);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)r;
+}
+
+static int bio_read(BIO *b, char *buf, int n)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t r = recv(bio_fd(b), buf, (size_t)n, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_C_GET_FD:
+        if (ptr)
+            *(int *)ptr = bio_fd(b);
+        return bio_fd(b);
+    default:
+        return 0;
+    }
+}
 
 static void tls_init_once(void)
 {
     tls_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                                     BIO_TYPE_DESCRIPTOR, "coro socket");
+    if (m && BIO_meth_set_write(m, bio_write) && BIO_meth_set_read(m, bio_read) &&
+        BIO_meth_set_ctrl(m, bio_ctrl))
+        tls_bio_method = m;
+    else
+        BIO_meth_free(m);
 }
 
 /* ---- errors ---------------------------------------------------------- */
@@ -605,7 +656,13 @@ static coro_tls_t *tls_new(coro_tls_ctx_t *ctx, int fd, char *err, size_t errlen
     ERR_clear_error();
     if (!(t->ssl = SSL_new(t->set->e[0].ssl_ctx)))
         goto nomem;
-    if (SSL_set_fd(t->ssl, fd) != 1 || SSL_set_ex_data(t->ssl, tls_ex_index, t) != 1)
+    BIO *bio = tls_bio_method ? BIO_new(tls_bio_method) : NULL;
+    if (!bio)
+        goto nomem;
+    BIO_set_data(bio, (void *)(intptr_t)fd);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(t->ssl, bio, bio);
+    if (SSL_set_ex_data(t->ssl, tls_ex_index, t) != 1)
         goto nomem;
     return t;
 nomem:
