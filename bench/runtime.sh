@@ -51,15 +51,17 @@ for line in open(sys.argv[1]):
     o = json.loads(line)
     figs.setdefault((o["name"], o.get("peer")), []).append(o)
 print("medians over %s runs" % sys.argv[2])
-print("%-28s %14s  %-24s %14s %9s  %s" % ("figure", "coro", "peer", "peer value", "ratio", "target"))
+print("%-28s %14s %-5s  %-24s %14s %9s  %s"
+      % ("figure", "coro", "unit", "peer", "peer value", "ratio", "target"))
 for (name, peer), runs in figs.items():
     med = lambda k: statistics.median(r[k] for r in runs)
     coro = med("coro")
     pv = "%14.1f" % med("peer_value") if peer else "%14s" % "-"
-    ratio = "%9.3f" % med("ratio") if peer else "%9s" % "-"
+    ratio = "%9.3g" % med("ratio") if peer else "%9s" % "-"
     target = runs[0].get("target", "")
     if target:
         met = sum(r["met"] for r in runs)
         target += "  (met in %d/%d runs)" % (met, len(runs))
-    print("%-28s %14.1f  %-24s %s %s  %s" % (name, coro, peer or "-", pv, ratio, target))
+    print("%-28s %14.1f %-5s  %-24s %s %s  %s"
+          % (name, coro, runs[0]["unit"], peer or "-", pv, ratio, target))
 PY
