@@ -28,6 +28,7 @@
 
 #include "coro/coro.h"
 #include "coro/sync.h"
+#include "runtime/ctx.h"
 
 struct event_base;
 
@@ -100,7 +101,9 @@ int coro__park(struct coro_waiter *w, int64_t timeout_ms, int flags);
 /* FIFO wait queue helpers; the caller holds the object's lock. */
 void coro__waitq_push(struct coro_waitq *q, struct coro_waiter *w);
 void coro__waitq_remove(struct coro_waitq *q, struct coro_waiter *w);
-/* Pop waiters until one can be claimed; returns it (claimed, unlinked) or NULL. */
+/* Pop waiters until one can be claimed; returns it (unlinked) or NULL. A
+ * waiter with an owner (one op of a select) is claimed through its owner:
+ * the caller then finishes w->owner, not w. */
 struct coro_waiter *coro__waitq_claim_first(struct coro_waitq *q);
 
 /* ---- coroutines and workers ------------------------------------------ */
@@ -109,7 +112,7 @@ struct worker;
 typedef void (*coro__fn2)(void *arg, int what);
 
 struct coro {
-    void *sp;                   /* saved stack pointer (asm) or ucontext */
+    coro_ctx_t ctx;             /* saved machine context; first member */
     struct worker *worker;      /* owner once started; stealing may change it before */
     struct coro *next;          /* run queue / inbox links */
     void (*fn)(void *);
@@ -119,23 +122,22 @@ struct coro {
     uint64_t id;
     struct coro_stack *stack;
     atomic_int refs;            /* handle + running */
-    atomic_uintptr_t join;      /* 0, a joiner waiter pointer, or CORO_JOIN_DONE */
+    atomic_uintptr_t join;      /* 0, CORO_JOIN_WAITING or CORO_JOIN_DONE */
     atomic_int cancelled;
+    atomic_int started;         /* set once by the owner when it first runs */
+    struct coro_waiter join_w;  /* the joiner parks here: lives as long as the handle */
     int state;                  /* CORO_NEW, CORO_RUNNING, CORO_READY, CORO_PARKED, CORO_DEAD */
     int handle;                 /* CORO_H_JOINABLE, CORO_H_DETACHED, CORO_H_JOINED, CORO_H_SCOPE */
     int ended_cancelled;        /* ended with the cancel flag set */
     struct coro_waiter *volatile cur_wait; /* the wait a cancellation would complete */
     coro_scope_t *scope;
     struct coro *scope_next, *scope_prev;
-#ifdef CORO_CTX_UCONTEXT
-    void *uctx;
-#endif
-#if defined(CORO_SANITIZERS)
-    void *asan_fake;
-#endif
+    struct coro *cancel_next;   /* link in the owner worker's cancel inbox */
+    void *asan_fake;            /* ASan fake stack while switched out */
 };
 
 #define CORO_JOIN_DONE ((uintptr_t)1)
+#define CORO_JOIN_WAITING ((uintptr_t)2)
 
 /* The worker running the calling thread, or NULL. */
 struct worker *coro__worker_self(void);

@@ -1,0 +1,909 @@
+/*
+ * sched.c - the M:N scheduler: workers, run queues, hand-off between
+ * coroutines, cross-thread wake-ups, work stealing, and coro_run().
+ *
+ * Each worker is an OS thread with its own libevent event_base and three
+ * queues: a local ready queue (coroutines resumed on this worker; only this
+ * thread touches it, so no lock), a Chase-Lev deque of coroutines not
+ * started yet (this thread pushes and pops without a lock; idle workers
+ * steal from the other end), and an inbox (a spinlocked list plus an
+ * eventfd) through which other threads hand over readied coroutines,
+ * spawns and cancellations. A coroutine that parks switches straight to the
+ * next ready one; the scheduler loop on the worker's own stack only runs
+ * when nothing is ready or every CORO_BUDGET hand-offs, to poll I/O.
+ *
+ * A started coroutine never moves: compilers may cache thread-local
+ * addresses (errno's included) across a switch, and libevent state is per
+ * worker. Only coroutines that have not started are stolen.
+ *
+ * Not for: the public spawn/join/scope API (coro.c) or waiting (wait.c).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#ifdef CORO_SANITIZERS
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#include "runtime/sched_int.h"
+
+#define CORO_BUDGET 1024          /* hand-offs between two I/O polls */
+#define IDLE_SPIN_NS 50000        /* spin this long before sleeping in epoll */
+#define FREE_CORO_CACHE 4096
+#define ALTSTACK_SIZE (64 * 1024)
+
+struct runtime *coro__rt;
+__thread struct worker *coro__tls_worker;
+
+/* ---- misuse ----------------------------------------------------------- */
+
+void coro__fatal(const char *fmt, ...)
+{
+    va_list ap;
+    char buf[512];
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "coro: fatal: %s\n", buf);
+    fflush(stderr);
+    abort();
+}
+
+coro_t *coro__require(const char *fn)
+{
+    struct worker *w = coro__tls_worker;
+    if (!w || !w->current)
+        coro__fatal("%s: called outside a coroutine", fn);
+    return w->current;
+}
+
+/* ---- the Chase-Lev deque (Le, Pop, Cohen, Zappa Nardelli, PPoPP 2013) ---- */
+
+static int dq_init(struct deque *d)
+{
+    struct dq_array *a = calloc(1, sizeof(*a) + 256 * sizeof(a->buf[0]));
+    if (!a)
+        return -1;
+    a->cap = 256;
+    atomic_init(&d->top, 0);
+    atomic_init(&d->bottom, 0);
+    atomic_init(&d->arr, a);
+    return 0;
+}
+
+static void dq_fini(struct deque *d)
+{
+    struct dq_array *a = atomic_load(&d->arr), *next;
+    for (; a; a = next) {
+        next = a->retired;
+        free(a);
+    }
+}
+
+static struct dq_array *dq_grow(struct dq_array *a, int64_t t, int64_t b)
+{
+    struct dq_array *n = calloc(1, sizeof(*n) + 2 * a->cap * sizeof(n->buf[0]));
+    if (!n)
+        coro__fatal("out of memory growing a run queue");
+    n->cap = 2 * a->cap;
+    for (int64_t i = t; i < b; i++)
+        atomic_store_explicit(&n->buf[i & (n->cap - 1)],
+                              atomic_load_explicit(&a->buf[i & (a->cap - 1)], memory_order_relaxed),
+                              memory_order_relaxed);
+    n->retired = a; /* thieves may still read the old array */
+    return n;
+}
+
+static void dq_push(struct deque *d, coro_t *c)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    struct dq_array *a = atomic_load_explicit(&d->arr, memory_order_relaxed);
+    if (b - t > a->cap - 1) {
+        a = dq_grow(a, t, b);
+        atomic_store_explicit(&d->arr, a, memory_order_release);
+    }
+    atomic_store_explicit(&a->buf[b & (a->cap - 1)], c, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+}
+
+static coro_t *dq_pop(struct deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
+    struct dq_array *a = atomic_load_explicit(&d->arr, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+    coro_t *x = NULL;
+    if (t <= b) {
+        x = atomic_load_explicit(&a->buf[b & (a->cap - 1)], memory_order_relaxed);
+        if (t == b) {
+            if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                         memory_order_relaxed))
+                x = NULL;
+            atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+        }
+    } else {
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+    }
+    return x;
+}
+
+static coro_t *dq_steal(struct deque *d)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    atomic_thread_fence(memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
+    if (t >= b)
+        return NULL;
+    struct dq_array *a = atomic_load_explicit(&d->arr, memory_order_acquire);
+    coro_t *x = atomic_load_explicit(&a->buf[t & (a->cap - 1)], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return NULL;
+    return x;
+}
+
+static int dq_nonempty(struct deque *d)
+{
+    return atomic_load_explicit(&d->bottom, memory_order_acquire) >
+           atomic_load_explicit(&d->top, memory_order_acquire);
+}
+
+/* ---- local ready queue --------------------------------------------------- */
+
+static inline void rq_push(struct worker *w, coro_t *c)
+{
+    c->next = NULL;
+    if (w->rq_tail)
+        w->rq_tail->next = c;
+    else
+        w->rq_head = c;
+    w->rq_tail = c;
+}
+
+static inline coro_t *rq_pop(struct worker *w)
+{
+    coro_t *c = w->rq_head;
+    if (c && !(w->rq_head = c->next))
+        w->rq_tail = NULL;
+    return c;
+}
+
+/* ---- cross-thread hand-over ------------------------------------------------ */
+
+static void wake_worker(struct worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        coro__fatal("worker %d: eventfd write: %s", w->id, strerror(errno));
+}
+
+static void inbox_kick(struct worker *w)
+{
+    atomic_store(&w->inbox_pending, 1);
+    if (atomic_load(&w->sleeping))
+        wake_worker(w);
+}
+
+static void inbox_push(struct worker *w, coro_t *c)
+{
+    c->next = NULL;
+    coro__spin_lock(&w->inbox_lock);
+    if (w->in_tail)
+        w->in_tail->next = c;
+    else
+        w->in_head = c;
+    w->in_tail = c;
+    coro__spin_unlock(&w->inbox_lock);
+    inbox_kick(w);
+}
+
+void coro__post_cancel(coro_t *c)
+{
+    struct worker *w = c->worker;
+    atomic_fetch_add(&c->refs, 1);
+    coro__spin_lock(&w->inbox_lock);
+    c->cancel_next = w->cancel_head;
+    w->cancel_head = c;
+    coro__spin_unlock(&w->inbox_lock);
+    inbox_kick(w);
+}
+
+/* Complete the wait of a parked, cancelled coroutine on its own worker. */
+static void deliver_cancel(coro_t *c)
+{
+    struct coro_waiter *cw = c->cur_wait;
+    if (c->state == CORO_PARKED && cw && coro__waiter_claim(cw))
+        coro__waiter_finish(cw, ECANCELED);
+}
+
+static void drain_inbox(struct worker *w)
+{
+    coro_t *c, *next, *cancels;
+    atomic_store_explicit(&w->inbox_pending, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    coro__spin_lock(&w->inbox_lock);
+    c = w->in_head;
+    w->in_head = w->in_tail = NULL;
+    cancels = w->cancel_head;
+    w->cancel_head = NULL;
+    coro__spin_unlock(&w->inbox_lock);
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == CORO_NEW)
+            dq_push(&w->dq, c);
+        else
+            rq_push(w, c);
+    }
+    for (; cancels; cancels = next) {
+        next = cancels->cancel_next;
+        deliver_cancel(cancels);
+        coro__unref(cancels);
+    }
+}
+
+void coro__ready(coro_t *c)
+{
+    struct worker *w = c->worker;
+    if (w == coro__tls_worker)
+        rq_push(w, c);
+    else
+        inbox_push(w, c);
+}
+
+/* Offer a new coroutine to worker w (the caller's own, or another). */
+void coro__enqueue_new(struct worker *w, coro_t *c)
+{
+    struct runtime *rt = w->rt;
+    if (w != coro__tls_worker) {
+        inbox_push(w, c);
+        return;
+    }
+    /* The newest spawn runs next without touching the deque (no fence, no
+     * CAS): spawn+join stays cheap. The one it displaces becomes stealable. */
+    coro_t *old = w->runnext;
+    w->runnext = c;
+    if (!old)
+        return;
+    dq_push(&w->dq, old);
+    /* An idle worker could steal it: wake one that sleeps. */
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) > 0) {
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            struct worker *o = &rt->workers[i];
+            if (o != w && atomic_load_explicit(&o->sleeping, memory_order_relaxed)) {
+                wake_worker(o);
+                break;
+            }
+        }
+    }
+}
+
+static void stop_all(struct runtime *rt)
+{
+    atomic_store(&rt->stopping, 1);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        wake_worker(&rt->workers[i]);
+}
+
+void coro__live_add(int delta)
+{
+    if (atomic_fetch_add(&coro__rt->live, delta) + delta == 0)
+        stop_all(coro__rt);
+}
+
+/* Ends are counted locally and subtracted when the worker runs out of
+ * work: one atomic less per coroutine. Spawns are added at once, so the
+ * shared count never reaches zero while anything is alive. */
+void coro__live_dec(void)
+{
+    coro__tls_worker->live_delta--;
+}
+
+static void flush_live(struct worker *w)
+{
+    if (w->live_delta) {
+        long d = w->live_delta;
+        w->live_delta = 0;
+        coro__live_add((int)d);
+    }
+}
+
+/* ---- coroutine structs ---------------------------------------------------- */
+
+/* Fields not set here are set by spawn() before the coroutine is used. */
+coro_t *coro__alloc(struct worker *w)
+{
+    coro_t *c;
+    if (w && (c = w->free_coros)) {
+        w->free_coros = c->next;
+        w->nfree--;
+        c->next = NULL;
+        c->fn2 = NULL;
+        c->stack = NULL;
+        atomic_store_explicit(&c->join, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->cancelled, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->started, 0, memory_order_relaxed);
+        c->ended_cancelled = 0;
+        c->cur_wait = NULL;
+        c->scope = NULL;
+        c->asan_fake = NULL;
+#ifdef CORO_CTX_UCONTEXT
+        c->ctx.uc = NULL;
+#endif
+        return c;
+    }
+    return calloc(1, sizeof(coro_t));
+}
+
+void coro__free(coro_t *c)
+{
+    struct worker *w = coro__tls_worker;
+    if (w && w->nfree < FREE_CORO_CACHE) {
+        c->next = w->free_coros;
+        w->free_coros = c;
+        w->nfree++;
+        return;
+    }
+    free(c);
+}
+
+void coro__unref(coro_t *c)
+{
+    /* The last owner needs no read-modify-write: nobody else can hold it. */
+    if (atomic_load_explicit(&c->refs, memory_order_acquire) == 1 ||
+        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        coro__free(c);
+}
+
+/* ---- switching ---------------------------------------------------------------- */
+
+static inline void swap_to(struct worker *w, coro_ctx_t *from, void **from_fake,
+                           coro_ctx_t *to, const struct coro_stack *to_stack)
+{
+#ifdef CORO_SANITIZERS
+    const void *lo = to_stack ? to_stack->lo : w->sched_ctx_lo;
+    size_t sz = to_stack ? to_stack->size : w->sched_ctx_size;
+    __sanitizer_start_switch_fiber(from_fake, lo, sz);
+#else
+    (void)from_fake;
+    (void)to_stack;
+#endif
+    w->switches++;
+    coro__ctx_swap(from, to);
+#ifdef CORO_SANITIZERS
+    __sanitizer_finish_switch_fiber(from_fake ? *from_fake : NULL, NULL, NULL);
+#endif
+}
+
+static void overflow_message(const coro_t *c)
+{
+    char buf[200];
+    int n = snprintf(buf, sizeof(buf),
+                     "coro: fatal: coroutine %llu overflowed its stack (stack_size = %zu bytes); "
+                     "raise [runtime] stack_size\n",
+                     (unsigned long long)c->id, coro__stack_size());
+    if (write(2, buf, (size_t)n) < 0)
+        n = 0;
+}
+
+/* The check that protects unguarded (slab) stacks: at every switch the
+ * stack pointer must still be above the red zone. */
+static inline void check_stack(const coro_t *c)
+{
+    const struct coro_stack *s = c->stack;
+    const char *sp = __builtin_frame_address(0);
+    if (__builtin_expect(sp < (const char *)s->lo + CORO_STACK_REDZONE, 0)) {
+        overflow_message(c);
+        abort();
+    }
+}
+
+static inline coro_t *take_new(struct worker *w)
+{
+    coro_t *c = w->runnext;
+    if (c) {
+        w->runnext = NULL;
+        return c;
+    }
+    return dq_pop(&w->dq);
+}
+
+static inline coro_t *pick_next(struct worker *w)
+{
+    coro_t *c;
+    /* Unstarted coroutines first (a spawner that yields lets its children
+     * start), but every 8th pick serves the ready queue first so a flood
+     * of spawns cannot starve resumed coroutines. */
+    if ((w->switches & 7) != 0 && (c = take_new(w)))
+        return c;
+    if ((c = rq_pop(w)))
+        return c;
+    return take_new(w);
+}
+
+static void start_or_resume(struct worker *w, coro_t *c)
+{
+    if (c->state == CORO_NEW) {
+        c->worker = w;
+        atomic_store(&c->started, 1);
+    }
+    c->state = CORO_RUNNING;
+    w->current = c;
+}
+
+/*
+ * The running coroutine gives up the CPU: it has set its state (PARKED,
+ * READY after queueing itself, or DEAD). Hand off to the next ready
+ * coroutine directly, or to the scheduler loop.
+ */
+void coro__switch_out(struct worker *w)
+{
+    coro_t *cur = w->current, *next = NULL;
+    check_stack(cur);
+    if (atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
+        drain_inbox(w);
+    if (w->budget) {
+        w->budget--;
+        next = pick_next(w);
+    }
+    if (next == cur) { /* woken before it left: keep running */
+        cur->state = CORO_RUNNING;
+        return;
+    }
+    void **fake = cur->state == CORO_DEAD ? NULL : &cur->asan_fake;
+    if (next) {
+        start_or_resume(w, next);
+        swap_to(w, &cur->ctx, fake, &next->ctx, next->stack);
+    } else {
+        w->current = NULL;
+        swap_to(w, &cur->ctx, fake, &w->sched_ctx, NULL);
+    }
+    coro__reap(w);
+}
+
+/* Release what the coroutine that ended last needed its own stack for. */
+void coro__reap(struct worker *w)
+{
+    coro_t *d = w->dead;
+    if (!d)
+        return;
+    w->dead = NULL;
+    coro__stack_put(&w->pool, d->stack);
+    d->stack = NULL;
+    coro__ctx_fini(&d->ctx);
+    coro__unref(d);
+    coro__live_dec();
+}
+
+static void entry(void)
+{
+#ifdef CORO_SANITIZERS
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    struct worker *w = coro__tls_worker;
+    coro__reap(w);
+    coro_t *c = w->current;
+    if (c->fn2)
+        c->fn2(c->arg, c->fn2_what);
+    else
+        c->fn(c->arg);
+    coro__finish(c);
+    w = coro__tls_worker;
+    c->state = CORO_DEAD;
+    w->dead = c;
+    coro__switch_out(w);
+    coro__fatal("coroutine %llu resumed after it ended", (unsigned long long)c->id);
+}
+
+int coro__prepare(coro_t *c, struct worker *w)
+{
+    static struct coro_stack_pool nopool; /* plain threads: no pooling */
+    c->stack = coro__stack_get(w ? &w->pool : &nopool);
+    if (!c->stack)
+        return -1;
+    if (coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, entry) < 0) {
+        coro__stack_put(w ? &w->pool : &nopool, c->stack);
+        c->stack = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the worker loop ------------------------------------------------------ */
+
+static void run(struct worker *w, coro_t *c)
+{
+    start_or_resume(w, c);
+    swap_to(w, &w->sched_ctx, &w->sched_fake, &c->ctx, c->stack);
+    coro__reap(w);
+}
+
+static coro_t *steal(struct worker *w)
+{
+    struct runtime *rt = w->rt;
+    unsigned n = rt->nworkers, start = (unsigned)rand_r(&w->seed) % n;
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *o = &rt->workers[(start + i) % n];
+        coro_t *c;
+        if (o != w && (c = dq_steal(&o->dq))) {
+            w->steals++;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int others_have_work(struct worker *w)
+{
+    struct runtime *rt = w->rt;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (&rt->workers[i] != w && dq_nonempty(&rt->workers[i].dq))
+            return 1;
+    return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Does the event loop watch anything besides the wake-up eventfd? */
+static int has_events(struct worker *w)
+{
+    return event_base_get_num_events(w->base, EVENT_BASE_COUNT_ADDED) > 1;
+}
+
+static void idle(struct worker *w)
+{
+    struct runtime *rt = w->rt;
+    atomic_fetch_add(&rt->nidle, 1);
+    /* A short spin catches the quick ping-pong between workers without
+     * the cost of an eventfd round trip; a worker with fds or timers to
+     * watch goes straight to epoll instead, so I/O is never delayed. */
+    if (rt->nworkers > 1 && !has_events(w)) {
+        uint64_t until = mono_ns() + IDLE_SPIN_NS;
+        for (unsigned i = 1;; i++) {
+            if (atomic_load_explicit(&w->inbox_pending, memory_order_relaxed) ||
+                atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+                goto out;
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+            if ((i & 63) == 0 && (others_have_work(w) || mono_ns() > until))
+                break;
+        }
+    }
+    atomic_store(&w->sleeping, 1);
+    if (!atomic_load(&w->inbox_pending) && !atomic_load(&rt->stopping) && !others_have_work(w))
+        event_base_loop(w->base, EVLOOP_ONCE);
+    atomic_store(&w->sleeping, 0);
+out:
+    atomic_fetch_sub(&rt->nidle, 1);
+}
+
+static void worker_loop(struct worker *w)
+{
+    struct runtime *rt = w->rt;
+    for (;;) {
+        int exhausted = w->budget == 0;
+        w->budget = CORO_BUDGET;
+        if (atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
+            drain_inbox(w);
+        if (exhausted)
+            event_base_loop(w->base, EVLOOP_NONBLOCK);
+        coro_t *c = pick_next(w);
+        if (c) {
+            run(w, c);
+            continue;
+        }
+        if (has_events(w)) {
+            event_base_loop(w->base, EVLOOP_NONBLOCK);
+            if (w->rq_head)
+                continue;
+        }
+        if ((c = steal(w))) {
+            run(w, c);
+            continue;
+        }
+        flush_live(w);
+        if (atomic_load(&rt->stopping))
+            break;
+        idle(w);
+    }
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        coro__fatal("eventfd read: %s", strerror(errno));
+}
+
+/* ---- stack overflow on a guard page ---------------------------------------- */
+
+static struct sigaction old_segv, old_bus;
+
+static void segv_handler(int sig, siginfo_t *si, void *uc)
+{
+    struct worker *w = coro__tls_worker;
+    coro_t *c = w ? w->current : NULL;
+    if (c && coro__stack_in_guard(c->stack, si->si_addr)) {
+        overflow_message(c);
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    /* Not ours: put the previous handler back and let the fault recur. */
+    sigaction(SIGSEGV, &old_segv, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
+    (void)sig;
+    (void)uc;
+}
+
+static void install_segv_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+static void altstack_on(struct worker *w)
+{
+    w->altstack = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+    if (w->altstack == MAP_FAILED) {
+        w->altstack = NULL;
+        return;
+    }
+    stack_t ss = { .ss_sp = w->altstack, .ss_size = ALTSTACK_SIZE, .ss_flags = 0 };
+    sigaltstack(&ss, &w->old_altstack);
+}
+
+static void altstack_off(struct worker *w)
+{
+    if (!w->altstack)
+        return;
+    sigaltstack(&w->old_altstack, NULL);
+    munmap(w->altstack, ALTSTACK_SIZE);
+    w->altstack = NULL;
+}
+
+/* ---- workers ----------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    coro__tls_worker = w;
+    altstack_on(w);
+#ifdef CORO_SANITIZERS
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &w->sched_ctx_lo, &w->sched_ctx_size);
+        pthread_attr_destroy(&attr);
+    }
+#endif
+    worker_loop(w);
+    for (int i = 0; i < CORO_SLOT_MAX; i++)
+        if (w->slots[i] && w->slot_fini[i])
+            w->slot_fini[i](w->slots[i]);
+    altstack_off(w);
+    coro__tls_worker = NULL;
+    return NULL;
+}
+
+static int worker_init(struct runtime *rt, struct worker *w, int id)
+{
+    w->id = id;
+    w->rt = rt;
+    w->seed = (unsigned)id * 2654435761u + 1;
+    w->pool.cap = rt->cfg.pool_capacity;
+    w->budget = CORO_BUDGET;
+    w->efd = -1;
+    if (coro__ctx_init_thread(&w->sched_ctx) < 0 || dq_init(&w->dq) < 0)
+        return -1;
+    if (!(w->base = event_base_new()))
+        return -1;
+    if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        return -1;
+    w->wake_ev = event_new(w->base, w->efd, EV_READ | EV_PERSIST, wake_cb, w);
+    if (!w->wake_ev || event_add(w->wake_ev, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+static void worker_fini(struct worker *w)
+{
+    coro_t *c, *next;
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    if (w->base)
+        event_base_free(w->base);
+    if (w->efd >= 0)
+        close(w->efd);
+    dq_fini(&w->dq);
+    coro__stack_pool_fini(&w->pool);
+    coro__ctx_fini(&w->sched_ctx);
+    for (c = w->free_coros; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+}
+
+/* ---- per-worker slots and shutdown hooks -------------------------------------- */
+
+void **coro__worker_slot(enum coro_slot s)
+{
+    struct worker *w = coro__tls_worker;
+    if (!w)
+        coro__fatal("per-worker state used outside a worker thread");
+    return &w->slots[s];
+}
+
+void coro__worker_slot_fini(enum coro_slot s, void (*fini)(void *))
+{
+    coro__tls_worker->slot_fini[s] = fini;
+}
+
+#define MAX_SHUTDOWN_HOOKS 8
+static void (*shutdown_hooks[MAX_SHUTDOWN_HOOKS])(void);
+static atomic_int nshutdown_hooks;
+
+void coro__at_shutdown(void (*fn)(void))
+{
+    int n = atomic_load(&nshutdown_hooks);
+    for (int i = 0; i < n; i++)
+        if (shutdown_hooks[i] == fn)
+            return;
+    n = atomic_fetch_add(&nshutdown_hooks, 1);
+    if (n >= MAX_SHUTDOWN_HOOKS)
+        coro__fatal("too many shutdown hooks");
+    shutdown_hooks[n] = fn;
+}
+
+struct worker *coro__worker_self(void)
+{
+    return coro__tls_worker;
+}
+
+struct event_base *coro__event_base(void)
+{
+    return coro__tls_worker ? coro__tls_worker->base : NULL;
+}
+
+int coro__worker_id(const struct worker *w)
+{
+    return w->id;
+}
+
+/* ---- coro_run ---------------------------------------------------------------------- */
+
+static atomic_int running;
+
+static void teardown(struct runtime *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        worker_fini(&rt->workers[i]);
+    free(rt->workers);
+    coro__stack_global_fini();
+    free(rt);
+}
+
+int coro__start(struct runtime *rt, coro_t *main_coro);
+
+int coro_run(const struct coro_config *cfg, void (*main_fn)(void *), void *arg)
+{
+    struct coro_config def;
+    if (!cfg) {
+        coro_config_default(&def);
+        cfg = &def;
+    }
+    if (coro_config_check(cfg) || !main_fn) {
+        errno = EINVAL;
+        return -1;
+    }
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&running, &expect, 1)) {
+        errno = EBUSY;
+        return -1;
+    }
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        goto fail_running;
+    rt->cfg = *cfg;
+    rt->nworkers = cfg->workers;
+    coro__stack_global_init(cfg->stack_size);
+    coro__stack_shared_cap(cfg->pool_capacity * cfg->workers);
+    if (!(rt->workers = calloc(rt->nworkers, sizeof(*rt->workers))))
+        goto fail;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (worker_init(rt, &rt->workers[i], (int)i) < 0)
+            goto fail;
+    coro__rt = rt;
+    atomic_store(&nshutdown_hooks, atomic_load(&nshutdown_hooks)); /* keep hooks */
+
+    struct worker *w0 = &rt->workers[0];
+    coro__tls_worker = w0;
+    coro_t *m = coro_spawn(main_fn, arg);
+    if (!m)
+        goto fail_tls;
+    coro_detach(m);
+
+    install_segv_handler();
+    unsigned started = 1;
+    for (; started < rt->nworkers; started++)
+        if (pthread_create(&rt->workers[started].thread, NULL, worker_main,
+                           &rt->workers[started]) != 0)
+            coro__fatal("cannot start worker thread %u: %s", started, strerror(errno));
+    coro__tls_worker = NULL;
+    worker_main(w0);
+    for (unsigned i = 1; i < started; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    sigaction(SIGSEGV, &old_segv, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
+
+    int n = atomic_load(&nshutdown_hooks);
+    for (int i = 0; i < n; i++)
+        shutdown_hooks[i]();
+    coro__rt = NULL;
+    teardown(rt);
+    atomic_store(&running, 0);
+    return 0;
+
+fail_tls:
+    coro__tls_worker = NULL;
+    coro__rt = NULL;
+fail:;
+    int e = errno ? errno : ENOMEM;
+    if (rt->workers)
+        teardown(rt);
+    else
+        free(rt);
+    errno = e;
+fail_running:
+    atomic_store(&running, 0);
+    return -1;
+}
+
+/* ---- stats ------------------------------------------------------------------------- */
+
+void coro_stats_get(struct coro_stats *st)
+{
+    struct runtime *rt = coro__rt;
+    memset(st, 0, sizeof(*st));
+    st->watches = atomic_load(&coro__stat_watches);
+    if (!rt)
+        return;
+    st->spawned = atomic_load(&rt->spawned);
+    long live = atomic_load(&rt->live) - (long)st->watches;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct worker *w = &rt->workers[i];
+        st->switches += w->switches;
+        st->steals += w->steals;
+        st->stacks_pooled += w->pool.n;
+        st->spawned += w->spawned;
+        live += w->live_delta;
+    }
+    st->alive = live > 0 ? (uint64_t)live : 0;
+    coro__stack_stats(&st->stacks_mapped, &st->stacks_guarded);
+}

@@ -1,0 +1,134 @@
+/*
+ * sched_int.h - scheduler internals shared by sched.c, coro.c, wait.c and
+ * stack.c: the worker, the runtime, stacks and the stealable deque.
+ * Private to libcommon/runtime.
+ */
+#ifndef CORO_SCHED_INT_H
+#define CORO_SCHED_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include "runtime/runtime_int.h"
+
+/* ---- stacks (stack.c) -------------------------------------------------- */
+struct coro_stack {
+    void *lo;                 /* lowest usable byte */
+    size_t size;              /* usable bytes */
+    void *map;                /* guarded: whole mapping incl. guard page */
+    size_t map_len;
+    int guarded;
+    unsigned vg_id;           /* valgrind stack id */
+    struct coro_stack *next;  /* pool / free list link */
+};
+
+struct coro_stack_pool {
+    struct coro_stack *head;
+    size_t n, cap;
+};
+
+/* Bytes at the bottom of an unguarded stack that a switched-out coroutine
+ * must not have reached: the overflow check at every switch. */
+#define CORO_STACK_REDZONE 2048
+
+void coro__stack_global_init(size_t stack_size);
+void coro__stack_global_fini(void);
+void coro__stack_shared_cap(size_t cap);
+struct coro_stack *coro__stack_get(struct coro_stack_pool *p);
+void coro__stack_put(struct coro_stack_pool *p, struct coro_stack *s);
+void coro__stack_pool_fini(struct coro_stack_pool *p);
+int coro__stack_in_guard(const struct coro_stack *s, const void *addr);
+size_t coro__stack_size(void);
+void coro__stack_stats(uint64_t *mapped, uint64_t *guarded);
+
+/* ---- Chase-Lev work-stealing deque of unstarted coroutines -------------- */
+struct dq_array {
+    int64_t cap;
+    struct dq_array *retired;   /* older arrays, freed with the deque */
+    _Atomic(coro_t *) buf[];
+};
+
+struct deque {
+    _Alignas(64) atomic_int_fast64_t top;
+    _Alignas(64) atomic_int_fast64_t bottom;
+    _Atomic(struct dq_array *) arr;
+};
+
+/* ---- coroutine states and handle kinds --------------------------------- */
+enum { CORO_NEW, CORO_RUNNING, CORO_READY, CORO_PARKED, CORO_DEAD };
+enum { CORO_H_JOINABLE, CORO_H_DETACHED, CORO_H_JOINED, CORO_H_SCOPE };
+
+/* ---- workers ----------------------------------------------------------- */
+struct worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct runtime *rt;
+    coro_ctx_t sched_ctx;       /* the worker thread's own stack */
+    coro_t *current;
+    coro_t *dead;               /* ended coroutine to reap once off its stack */
+
+    /* local ready queue: touched only by this thread, no lock */
+    coro_t *rq_head, *rq_tail;
+
+    coro_t *runnext;            /* the latest spawn: runs next, not stealable */
+    struct deque dq;            /* older unstarted coroutines; others may steal */
+
+    /* inbox: readies, spawns and cancellations from other threads */
+    _Alignas(64) atomic_int inbox_lock;
+    atomic_int inbox_pending;
+    atomic_int sleeping;
+    coro_t *in_head, *in_tail;
+    coro_t *cancel_head;
+    int efd;                    /* eventfd that wakes the event loop */
+    struct event *wake_ev;
+
+    _Alignas(64) struct coro_stack_pool pool;
+    coro_t *free_coros;         /* recycled coro structs */
+    size_t nfree;
+    unsigned budget;            /* direct hand-offs left before polling I/O */
+    long live_delta;            /* coroutine ends not yet subtracted from rt->live */
+    unsigned seed;              /* victim choice when stealing */
+    uint64_t switches, steals, spawned, idseq;
+    void *altstack;
+    stack_t old_altstack;
+    void *sched_fake;           /* ASan fake stack of the scheduler context */
+    void *sched_ctx_lo;         /* the thread's stack, for ASan */
+    size_t sched_ctx_size;
+
+    void *slots[CORO_SLOT_MAX];
+    void (*slot_fini[CORO_SLOT_MAX])(void *);
+};
+
+struct runtime {
+    struct coro_config cfg;
+    struct worker *workers;
+    unsigned nworkers;
+    atomic_long live;           /* coroutines not ended + armed watches */
+    atomic_int stopping;
+    atomic_int nidle;           /* workers looking for work */
+    atomic_uint rr;             /* round-robin spawn cursor */
+    atomic_uint_fast64_t spawned;
+    atomic_uint_fast64_t next_id;
+};
+
+extern struct runtime *coro__rt;
+extern __thread struct worker *coro__tls_worker;
+
+/* sched.c */
+void coro__enqueue_new(struct worker *w, coro_t *c);   /* w may be another worker */
+void coro__switch_out(struct worker *w);               /* current has set its state */
+void coro__reap(struct worker *w);
+void coro__post_cancel(coro_t *c);
+void coro__live_dec(void);
+coro_t *coro__alloc(struct worker *w);
+int coro__prepare(coro_t *c, struct worker *w);         /* stack + first frame */
+void coro__free(coro_t *c);
+void coro__unref(coro_t *c);
+
+/* coro.c: ran by the entry trampoline when fn returns */
+void coro__finish(coro_t *c);
+
+#endif
