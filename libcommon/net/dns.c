@@ -12,6 +12,7 @@
  * Not for: blocking getaddrinfo (NSS modules, mDNS...); reverse lookups.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +40,19 @@ struct dns_query {
     struct evutil_addrinfo *res;
 };
 
+/* evdns would print "[msg] Nameserver ... has failed" on stderr: library
+ * code never prints, and a failed lookup already reports through errno. */
+static void dns_log_quiet(int severity, const char *msg)
+{
+    (void)severity;
+    (void)msg;
+}
+
+static void dns_log_init(void)
+{
+    evdns_set_log_fn(dns_log_quiet);
+}
+
 static void dns_base_fini(void *p)
 {
     /* 1: fail pending requests, so abandoned queries are freed. */
@@ -53,8 +67,11 @@ static struct evdns_base *dns_base(void)
     struct evdns_base *db;
     int flags = EVDNS_BASE_DISABLE_WHEN_INACTIVE;
 
+    static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
     if (*slot)
         return *slot;
+    pthread_once(&log_once, dns_log_init);
     if (!eb) {
         errno = ESRCH;
         return NULL;

@@ -8,11 +8,13 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 #include <event2/dns.h>
+#include <event2/dns_struct.h>
 
 #include "unit.h"
 #include "coro/io.h"
@@ -218,6 +220,24 @@ static void run_clients(const struct coro_addr *a)
 }
 
 static uint64_t reuseport_accepted;
+static int reuseport_sockets;
+
+/* Listening TCP sockets of this process bound to port. */
+static int count_listening(int port)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        struct coro_addr a;
+        int val = 0;
+        socklen_t vlen = sizeof(val);
+        a.len = sizeof(a.ss);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &val, &vlen) == 0 && val &&
+            getsockname(fd, (struct sockaddr *)&a.ss, &a.len) == 0 &&
+            a.ss.ss_family == AF_INET && coro_addr_port(&a) == port)
+            n++;
+    }
+    return n;
+}
 
 static void reuseport_body(void *arg)
 {
@@ -232,21 +252,25 @@ static void reuseport_body(void *arg)
     ck_assert_int_eq(coro_listener_serve(l, echo_handler, NULL), 0);
     ck_assert_int_eq(coro_listener_serve(l, echo_handler, NULL), -1);
     ck_assert_int_eq(errno, EBUSY);
+    reuseport_sockets = count_listening(coro_addr_port(&bound));
     run_clients(&bound);
     coro_listener_close(l);
     reuseport_accepted = coro_listener_accepted(l);
     coro_listener_free(l);
 }
 
-START_TEST(listener_reuseport_spreads_500_echo_connections)
+START_TEST(listener_reuseport_serves_500_echo_connections)
 {
     unit_run(2, reuseport_body, NULL);
     ck_assert_int_eq(atomic_load(&echo_ok), ECHO_CONNS);
     ck_assert_uint_eq(reuseport_accepted, ECHO_CONNS);
     ck_assert_int_eq(atomic_load(&per_worker[0]) + atomic_load(&per_worker[1]), ECHO_CONNS);
-    /* 500 distinct source ports hashed over two sockets: both get some. */
-    ck_assert_int_gt(atomic_load(&per_worker[0]), 0);
-    ck_assert_int_gt(atomic_load(&per_worker[1]), 0);
+    /* Not asserted: that handlers ran on both workers. The kernel splits
+     * accepts evenly over the two sockets, but the runtime may steal an
+     * accept loop (or a handler) before it starts, so occasionally every
+     * handler runs on one worker. reuseport_sockets below checks the part
+     * the listener controls. */
+    ck_assert_int_eq(reuseport_sockets, 2);
 }
 END_TEST
 
@@ -352,7 +376,7 @@ START_TEST(listener_bind_conflict_reports_address_and_reason)
 }
 END_TEST
 
-static int closed_rc, closed_errno;
+static int closed_rc, closed_errno, closed_sockets;
 static uint64_t closed_accepted;
 
 static void close_body(void *arg)
@@ -367,6 +391,7 @@ static void close_body(void *arg)
     ck_assert_int_eq(coro_listener_serve(l, echo_handler, NULL), 0);
     ck_assert_int_eq(echo_once(&bound, 1), 1);
     coro_listener_close(l);
+    closed_sockets = count_listening(coro_addr_port(&bound));
     closed_rc = coro_dial_addr(&bound, 5000);
     closed_errno = errno;
     closed_accepted = coro_listener_accepted(l);
@@ -380,6 +405,7 @@ START_TEST(listener_close_stops_accepting)
     ck_assert_int_eq(closed_rc, -1);
     ck_assert_int_eq(closed_errno, ECONNREFUSED);
     ck_assert_uint_eq(closed_accepted, 1);
+    ck_assert_int_eq(closed_sockets, 0);
 }
 END_TEST
 
@@ -465,37 +491,16 @@ START_TEST(dns_numeric_hosts_bypass_dns)
 }
 END_TEST
 
-static int invalid_rc, invalid_errno;
-
-static void invalid_body(void *arg)
-{
-    struct coro_addr out[2];
-    invalid_rc = coro_dns_resolve("no-such-host.invalid", 80, AF_INET, out, 2, 1500);
-    invalid_errno = errno;
-}
-
-START_TEST(dns_unknown_name_fails)
-{
-    unit_run(1, invalid_body, NULL);
-    ck_assert_int_eq(invalid_rc, -1);
-    /* ENOENT with a reachable resolver; without one (loopback-only test
-     * machines) the lookup fails temporarily or times out. */
-    ck_assert_msg(invalid_errno == ENOENT || invalid_errno == EAGAIN ||
-                      invalid_errno == ETIMEDOUT,
-                  "errno %d (%s)", invalid_errno, strerror(invalid_errno));
-}
-END_TEST
-
-/* A UDP "nameserver" on 127.0.0.1 that never answers; the worker's evdns
- * base is pointed at it. Returns the socket. */
-static int blackhole_nameserver(void)
+/* Point this worker's evdns base at a nameserver on 127.0.0.1 (the test's
+ * own), with no search domains. Returns the bound UDP socket. */
+static int local_nameserver(void)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sin);
     struct coro_addr tmp[1];
     char ns[64];
 
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
@@ -510,6 +515,60 @@ static int blackhole_nameserver(void)
     evdns_base_resume(db);
     return fd;
 }
+
+/* The fake nameserver (evdns randomizes the case of names it asks):
+ * "a.test" has A 127.0.0.9, "flaky.test" fails with
+ * SERVFAIL, anything else does not exist. */
+static void fake_dns(struct evdns_server_request *req, void *arg)
+{
+    struct in_addr ip = {.s_addr = htonl(0x7f000009)};
+    int err = DNS_ERR_NOTEXIST;
+
+    for (int i = 0; i < req->nquestions; i++) {
+        const char *name = req->questions[i]->name;
+        if (strcasecmp(name, "a.test") == 0 && req->questions[i]->type == EVDNS_TYPE_A) {
+            evdns_server_request_add_a_reply(req, name, 1, &ip, 60);
+            err = 0;
+        } else if (strcasecmp(name, "flaky.test") == 0) {
+            err = DNS_ERR_SERVERFAILED;
+        }
+    }
+    evdns_server_request_respond(req, err);
+}
+
+static int found_n, notexist_rc, notexist_errno, servfail_rc, servfail_errno;
+static char found_addr[CORO_ADDR_STRLEN];
+
+static void fake_dns_body(void *arg)
+{
+    struct coro_addr out[4];
+    int fd = local_nameserver();
+    struct evdns_server_port *port =
+        evdns_add_server_port_with_base(coro__event_base(), fd, 0, fake_dns, NULL);
+    ck_assert_ptr_nonnull(port);
+
+    found_n = coro_dns_resolve("a.test", 1883, AF_INET, out, 4, 5000);
+    if (found_n > 0)
+        coro_addr_format(&out[0], found_addr, sizeof(found_addr));
+    notexist_rc = coro_dns_resolve("no-such-host.invalid", 80, AF_INET, out, 4, 5000);
+    notexist_errno = errno;
+    servfail_rc = coro_dns_resolve("flaky.test", 80, AF_INET, out, 4, 5000);
+    servfail_errno = errno;
+    evdns_close_server_port(port);
+    close(fd);
+}
+
+START_TEST(dns_answers_and_errors_from_nameserver)
+{
+    unit_run(1, fake_dns_body, NULL);
+    ck_assert_int_eq(found_n, 1);
+    ck_assert_str_eq(found_addr, "127.0.0.9:1883");
+    ck_assert_int_eq(notexist_rc, -1);
+    ck_assert_int_eq(notexist_errno, ENOENT);
+    ck_assert_int_eq(servfail_rc, -1);
+    ck_assert_int_eq(servfail_errno, EAGAIN);
+}
+END_TEST
 
 static int stuck_rc, stuck_errno;
 
@@ -526,7 +585,7 @@ static void cancel_body(void *arg)
 {
     struct coro_addr out[2];
     char buf[512];
-    int ns = blackhole_nameserver();
+    int ns = local_nameserver(); /* never answers */
 
     coro_t *co = coro_spawn_on(0, stuck_resolver, NULL);
     ck_assert_ptr_nonnull(co);
@@ -614,7 +673,7 @@ static Suite *make_suite(void)
 
     tc = tcase_create("listener");
     tcase_set_timeout(tc, UNIT_TIMEOUT);
-    tcase_add_test(tc, listener_reuseport_spreads_500_echo_connections);
+    tcase_add_test(tc, listener_reuseport_serves_500_echo_connections);
     tcase_add_test(tc, listener_unix_socket_shared_by_workers);
     tcase_add_test(tc, listener_adopts_listening_fd);
     tcase_add_test(tc, listener_from_fd_rejects_non_listening_socket);
@@ -627,7 +686,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, UNIT_TIMEOUT);
     tcase_add_test(tc, dns_localhost_from_hosts_file);
     tcase_add_test(tc, dns_numeric_hosts_bypass_dns);
-    tcase_add_test(tc, dns_unknown_name_fails);
+    tcase_add_test(tc, dns_answers_and_errors_from_nameserver);
     tcase_add_test(tc, dns_resolve_is_cancellable_and_times_out);
     tcase_add_test(tc, dial_connects_and_reports_refused);
     suite_add_tcase(s, tc);
