@@ -30,6 +30,10 @@
 #include <valgrind/valgrind.h>
 #endif
 
+#ifdef CORO_SANITIZERS
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "runtime/runtime_int.h"
 #include "runtime/sched_int.h"
 
@@ -92,6 +96,17 @@ void coro__stack_global_init(size_t stack_size)
 void coro__stack_shared_cap(size_t cap)
 {
     g.shared_cap = cap;
+}
+
+/* A recycled stack still carries ASan's marks from its previous life
+ * (redzones of frames that never returned normally): clear them. */
+static struct coro_stack *reuse(struct coro_stack *s)
+{
+    s->next = NULL;
+#ifdef CORO_SANITIZERS
+    __asan_unpoison_memory_region(s->lo, s->size);
+#endif
+    return s;
 }
 
 static struct coro_stack *shared_get(void)
@@ -172,16 +187,24 @@ static struct coro_stack *new_slab_locked(void)
     struct slab *sl = calloc(1, sizeof(*sl));
     if (!sl)
         return NULL;
-    sl->len = g.stack_size * SLAB_STACKS;
+    /* One guard page under the whole slab: the lowest stack faults like a
+     * guarded one; the others overflow into a neighbour's unused top and
+     * are caught by the check at the next switch. */
+    sl->len = g.page + g.stack_size * SLAB_STACKS;
     sl->base = mmap(NULL, sl->len, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (sl->base == MAP_FAILED) {
         free(sl);
         return NULL;
     }
+    if (mprotect(sl->base, g.page, PROT_NONE) < 0) {
+        munmap(sl->base, sl->len);
+        free(sl);
+        return NULL;
+    }
     for (int i = 0; i < SLAB_STACKS; i++) {
         struct coro_stack *s = &sl->stacks[i];
-        s->lo = (char *)sl->base + (size_t)i * g.stack_size;
+        s->lo = (char *)sl->base + g.page + (size_t)i * g.stack_size;
         s->size = g.stack_size;
         register_stack(s);
         if (i > 0) {
@@ -204,8 +227,8 @@ static struct coro_stack *take_slab(void)
         s = new_slab_locked();
     coro__spin_unlock(&g.lock);
     if (s) {
-        s->next = NULL;
         atomic_fetch_add(&g.mapped, 1);
+        reuse(s);
     }
     return s;
 }
@@ -216,13 +239,10 @@ struct coro_stack *coro__stack_get(struct coro_stack_pool *p)
     if (s) {
         p->head = s->next;
         p->n--;
-        s->next = NULL;
-        return s;
+        return reuse(s);
     }
-    if ((s = shared_get())) {
-        s->next = NULL;
-        return s;
-    }
+    if ((s = shared_get()))
+        return reuse(s);
     if (atomic_load_explicit(&g.guarded, memory_order_relaxed) < g.guard_budget &&
         (s = map_guarded()))
         return s;
@@ -295,11 +315,12 @@ void coro__stack_global_fini(void)
 
 int coro__stack_in_guard(const struct coro_stack *s, const void *addr)
 {
-    if (!s || !s->guarded)
+    if (!s)
         return 0;
-    const char *a = addr, *m = s->map;
-    /* a fault just below the guard (a large frame jumping over it) counts */
-    return a >= m - g.page && a < (const char *)s->lo;
+    /* the page under the stack (its guard, or its slab's), and one more
+     * for a large frame that jumps over it */
+    const char *a = addr, *lo = s->lo;
+    return a >= lo - 2 * g.page && a < lo;
 }
 
 size_t coro__stack_size(void)
