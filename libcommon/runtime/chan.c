@@ -29,6 +29,10 @@
 #define CHAN_UNBOUNDED_SLOTS0 16u /* first ring of an unbounded channel */
 #define SELECT_STACK_OPS 8u       /* selects up to this size never allocate */
 
+/* The send/recv fast paths are a few instructions each; calls would be a
+ * visible share of a same-worker round trip. */
+#define HOT static inline __attribute__((always_inline))
+
 struct chan {
     atomic_int lock;
     int closed;
@@ -92,6 +96,17 @@ size_t chan_cap(const chan_t *ch)
 
 /* ---- the ring (channel locked) ----------------------------------------- */
 
+/* Word-sized elements (the common case) copy without a libc call. */
+HOT void copy_elem(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
 /* Double an unbounded channel's ring, unwrapping it at the same time. */
 static int ring_grow(chan_t *ch)
 {
@@ -112,7 +127,7 @@ static int ring_grow(chan_t *ch)
     return 0;
 }
 
-static int ring_push(chan_t *ch, const void *elem)
+HOT int ring_push(chan_t *ch, const void *elem)
 {
     if (ch->len == ch->slots) {
         int r = ring_grow(ch);
@@ -122,14 +137,14 @@ static int ring_push(chan_t *ch, const void *elem)
     size_t tail = ch->head + ch->len;
     if (tail >= ch->slots)
         tail -= ch->slots;
-    memcpy(ch->ring + tail * ch->esz, elem, ch->esz);
+    copy_elem(ch->ring + tail * ch->esz, elem, ch->esz);
     __atomic_store_n(&ch->len, ch->len + 1, __ATOMIC_RELAXED);
     return 0;
 }
 
-static void ring_pop(chan_t *ch, void *elem)
+HOT void ring_pop(chan_t *ch, void *elem)
 {
-    memcpy(elem, ch->ring + ch->head * ch->esz, ch->esz);
+    copy_elem(elem, ch->ring + ch->head * ch->esz, ch->esz);
     if (++ch->head == ch->slots)
         ch->head = 0;
     __atomic_store_n(&ch->len, ch->len - 1, __ATOMIC_RELAXED);
@@ -142,11 +157,18 @@ static void ring_pop(chan_t *ch, void *elem)
  * it (through its select owner if it has one). Waiters already claimed by
  * a timeout, a cancellation or another op of the same select are dropped.
  */
-static struct coro_waiter *take_waiter(struct coro_waitq *q)
+HOT struct coro_waiter *take_waiter(struct coro_waitq *q)
 {
     struct coro_waiter *w;
     while ((w = q->head) != NULL) {
-        coro__waitq_remove(q, w);
+        /* coro__waitq_remove() of the head, inlined for the hot path */
+        q->head = w->next;
+        if (q->head)
+            q->head->prev = NULL;
+        else
+            q->tail = NULL;
+        w->next = w->prev = NULL;
+        w->queued = 0;
         struct coro_waiter *t = w->owner ? w->owner : w;
         if (coro__waiter_claim(t)) {
             t->index = w->index;
@@ -157,20 +179,20 @@ static struct coro_waiter *take_waiter(struct coro_waitq *q)
 }
 
 /* Finish a waiter returned by take_waiter; called after unlocking. */
-static void complete(struct coro_waiter *w, int result)
+HOT void complete(struct coro_waiter *w, int result)
 {
     coro__waiter_finish(w->owner ? w->owner : w, result);
 }
 
 /* Try to send now: 0 (done), EPIPE, ENOMEM, or EAGAIN (would block).
  * *wake gets a waiter to complete once the lock is released. */
-static int send_locked(chan_t *ch, const void *elem, struct coro_waiter **wake)
+HOT int send_locked(chan_t *ch, const void *elem, struct coro_waiter **wake)
 {
     if (ch->closed)
         return EPIPE;
     struct coro_waiter *w = take_waiter(&ch->recvq);
     if (w) {
-        memcpy(w->data, elem, ch->esz);
+        copy_elem(w->data, elem, ch->esz);
         *wake = w;
         return 0;
     }
@@ -180,7 +202,7 @@ static int send_locked(chan_t *ch, const void *elem, struct coro_waiter **wake)
 }
 
 /* Try to receive now: 0, EPIPE (closed and drained) or EAGAIN. */
-static int recv_locked(chan_t *ch, void *elem, struct coro_waiter **wake)
+HOT int recv_locked(chan_t *ch, void *elem, struct coro_waiter **wake)
 {
     struct coro_waiter *w;
     if (ch->len > 0) {
@@ -193,7 +215,7 @@ static int recv_locked(chan_t *ch, void *elem, struct coro_waiter **wake)
         return 0;
     }
     if ((w = take_waiter(&ch->sendq)) != NULL) {
-        memcpy(elem, w->data, ch->esz);
+        copy_elem(elem, w->data, ch->esz);
         *wake = w;
         return 0;
     }
@@ -222,7 +244,7 @@ static int park_on(chan_t *ch, struct coro_waitq *q, void *data, int64_t ms)
 }
 
 /* Common ending of a non-blocking outcome: unlock, wake, report. */
-static int finish_now(chan_t *ch, int r, struct coro_waiter *wake)
+HOT int finish_now(chan_t *ch, int r, struct coro_waiter *wake)
 {
     coro__spin_unlock(&ch->lock);
     if (wake)
