@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <event2/dns.h>
 #include <event2/dns_struct.h>
@@ -440,6 +441,50 @@ START_TEST(listener_new_before_runtime_then_serve)
 }
 END_TEST
 
+static int emfile_echo_ok;
+static uint64_t emfile_accepted_while_limited;
+
+static void emfile_body(void *arg)
+{
+    struct coro_addr a, bound;
+    struct rlimit old, lim;
+    char err[128], back[4];
+
+    ck_assert_int_eq(coro_addr_parse("127.0.0.1:0", &a, NULL, 0), 0);
+    coro_listener_t *l = coro_listener_new(&a, 0, err, sizeof(err));
+    ck_assert_msg(l != NULL, "%s", err);
+    coro_listener_addr(l, &bound);
+    ck_assert_int_eq(coro_listener_serve(l, echo_handler, NULL), 0);
+    int cfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(cfd, 0);
+
+    /* No fd can be allocated: the accept loop meets EMFILE. */
+    int probe = dup(0);
+    close(probe);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)probe;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    ck_assert_int_eq(coro_connect(cfd, (struct sockaddr *)&bound.ss, bound.len, 5000), 0);
+    coro_sleep_ms(50); /* let the loop fail and back off a few times */
+    emfile_accepted_while_limited = coro_listener_accepted(l);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+
+    /* The loop kept going: the queued connection is served now. */
+    ck_assert_int_eq(coro_write_all(cfd, "abc", 3, 5000), 0);
+    emfile_echo_ok = coro_read(cfd, back, 3, 5000) == 3 && memcmp(back, "abc", 3) == 0;
+    coro_close(cfd);
+    coro_listener_free(l);
+}
+
+START_TEST(listener_survives_emfile)
+{
+    unit_run(1, emfile_body, NULL);
+    ck_assert_uint_eq(emfile_accepted_while_limited, 0);
+    ck_assert_int_eq(emfile_echo_ok, 1);
+}
+END_TEST
+
 /* ---- DNS and dial ---------------------------------------------------- */
 
 static void localhost_body(void *arg)
@@ -680,6 +725,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, listener_bind_conflict_reports_address_and_reason);
     tcase_add_test(tc, listener_close_stops_accepting);
     tcase_add_test(tc, listener_new_before_runtime_then_serve);
+    tcase_add_test(tc, listener_survives_emfile);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dns");
