@@ -58,32 +58,22 @@ const char *coro_config_check(const struct coro_config *cfg)
 
 /* ---- spawn ------------------------------------------------------------------- */
 
-static struct worker *target_worker(struct runtime *rt, int worker)
+static struct worker *round_robin(struct runtime *rt)
 {
-    if (worker == CORO_WORKER_ANY)
-        return &rt->workers[atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed) %
-                            rt->nworkers];
-    return &rt->workers[worker];
+    return &rt->workers[atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed) %
+                        rt->nworkers];
 }
 
 static void scope_link(coro_scope_t *s, coro_t *c);
 
-/* scope, when set, is locked by the caller: the member is linked into it
- * before it can run (and end) on another worker. */
-static coro_t *spawn(int worker, void (*fn)(void *), coro__fn2 fn2, void *arg, int what,
-                     coro_scope_t *scope)
+/* Create a coroutine for worker dst. pinned: it runs only there (no
+ * stealing). scope, when set, is locked by the caller: the member is linked
+ * in before it can run (and end) on another worker. */
+static coro_t *spawn(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, void *arg,
+                     int what, coro_scope_t *scope)
 {
     struct runtime *rt = coro__rt;
     struct worker *self = coro__tls_worker;
-    if (!rt) {
-        errno = ESRCH;
-        return NULL;
-    }
-    if (worker != CORO_WORKER_ANY && (worker < 0 || (unsigned)worker >= rt->nworkers)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    struct worker *dst = worker == CORO_WORKER_ANY && self ? self : target_worker(rt, worker);
     coro_t *c = coro__alloc(self);
     if (!c)
         return NULL;
@@ -99,6 +89,7 @@ static coro_t *spawn(int worker, void (*fn)(void *), coro__fn2 fn2, void *arg, i
     c->state = CORO_NEW;
     c->handle = CORO_H_JOINABLE;
     c->worker = dst;
+    c->pinned = pinned;
     atomic_init(&c->refs, 2);
     if (self) {
         c->id = (++self->idseq << 10) | (uint64_t)self->id;
@@ -114,23 +105,45 @@ static coro_t *spawn(int worker, void (*fn)(void *), coro__fn2 fn2, void *arg, i
     return c;
 }
 
-coro_t *coro_spawn(void (*fn)(void *), void *arg)
+/* The caller's worker, or any worker for plain threads; NULL/ESRCH without
+ * a runtime. */
+static struct worker *default_worker(void)
 {
-    return spawn(CORO_WORKER_ANY, fn, NULL, arg, 0, NULL);
+    if (!coro__rt) {
+        errno = ESRCH;
+        return NULL;
+    }
+    return coro__tls_worker ? coro__tls_worker : round_robin(coro__rt);
 }
 
+coro_t *coro_spawn(void (*fn)(void *), void *arg)
+{
+    struct worker *dst = default_worker();
+    return dst ? spawn(dst, 0, fn, NULL, arg, 0, NULL) : NULL;
+}
+
+/* An explicit worker pins the coroutine there (no stealing): per-worker
+ * listeners and fd state rely on it. CORO_WORKER_ANY only picks a start. */
 coro_t *coro_spawn_on(int worker, void (*fn)(void *), void *arg)
 {
-    if (worker == CORO_WORKER_ANY && coro__rt)
-        worker = (int)(atomic_fetch_add_explicit(&coro__rt->rr, 1, memory_order_relaxed) %
-                       coro__rt->nworkers);
-    return spawn(worker, fn, NULL, arg, 0, NULL);
+    struct runtime *rt = coro__rt;
+    if (!rt) {
+        errno = ESRCH;
+        return NULL;
+    }
+    if (worker == CORO_WORKER_ANY)
+        return spawn(round_robin(rt), 0, fn, NULL, arg, 0, NULL);
+    if (worker < 0 || (unsigned)worker >= rt->nworkers) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return spawn(&rt->workers[worker], 1, fn, NULL, arg, 0, NULL);
 }
 
 coro_t *coro__spawn_fn2(coro__fn2 fn, void *arg, int what)
 {
-    coro_t *c = spawn(coro__tls_worker ? coro__tls_worker->id : CORO_WORKER_ANY, NULL, fn, arg,
-                      what, NULL);
+    struct worker *dst = default_worker();
+    coro_t *c = dst ? spawn(dst, 1, NULL, fn, arg, what, NULL) : NULL;
     if (c)
         coro_detach(c);
     return c;
@@ -285,8 +298,11 @@ void coro_scope_init(coro_scope_t *s)
 coro_t *coro_scope_spawn(coro_scope_t *s, void (*fn)(void *), void *arg)
 {
     /* Registered before it can run, so the scope never misses an end. */
+    struct worker *dst = default_worker();
+    if (!dst)
+        return NULL;
     pthread_mutex_lock(&s->mu);
-    coro_t *c = spawn(CORO_WORKER_ANY, fn, NULL, arg, 0, s);
+    coro_t *c = spawn(dst, 0, fn, NULL, arg, 0, s);
     pthread_mutex_unlock(&s->mu);
     return c;
 }

@@ -119,8 +119,10 @@ struct coro {
     coro__fn2 fn2;              /* when set, called as fn2(arg, fn2_what) */
     void *arg;
     int fn2_what;
+    int pinned;                 /* spawned for one worker: never stolen */
     uint64_t id;
     struct coro_stack *stack;
+    const char *stack_limit;    /* switching out below this is an overflow */
     atomic_int refs;            /* handle + running */
     atomic_uintptr_t join;      /* 0, CORO_JOIN_WAITING or CORO_JOIN_DONE */
     atomic_int cancelled;

@@ -124,6 +124,11 @@ static void dq_push(struct deque *d, coro_t *c)
 
 static coro_t *dq_pop(struct deque *d)
 {
+    /* Owner-side emptiness check without the fence: a stale top is never
+     * larger than the real one, so "empty" is always right. */
+    if (atomic_load_explicit(&d->bottom, memory_order_relaxed) <=
+        atomic_load_explicit(&d->top, memory_order_relaxed))
+        return NULL;
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
     struct dq_array *a = atomic_load_explicit(&d->arr, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
@@ -246,10 +251,10 @@ static void drain_inbox(struct worker *w)
     coro__spin_unlock(&w->inbox_lock);
     for (; c; c = next) {
         next = c->next;
-        if (c->state == CORO_NEW)
+        if (c->state == CORO_NEW && !c->pinned)
             dq_push(&w->dq, c);
         else
-            rq_push(w, c);
+            rq_push(w, c); /* resumed, or spawned for this worker only */
     }
     for (; cancels; cancels = next) {
         next = cancels->cancel_next;
@@ -276,11 +281,16 @@ void coro__enqueue_new(struct worker *w, coro_t *c)
         return;
     }
     /* The newest spawn runs next without touching the deque (no fence, no
-     * CAS): spawn+join stays cheap. The one it displaces becomes stealable. */
+     * CAS): spawn+join stays cheap. The one it displaces becomes stealable,
+     * unless it was spawned for this worker only. */
     coro_t *old = w->runnext;
     w->runnext = c;
     if (!old)
         return;
+    if (old->pinned) {
+        rq_push(w, old);
+        return;
+    }
     dq_push(&w->dq, old);
     /* An idle worker could steal it: wake one that sleeps. */
     if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) > 0) {
@@ -406,9 +416,8 @@ static void overflow_message(const coro_t *c)
  * stack pointer must still be above the red zone. */
 static inline void check_stack(const coro_t *c)
 {
-    const struct coro_stack *s = c->stack;
     const char *sp = __builtin_frame_address(0);
-    if (__builtin_expect(sp < (const char *)s->lo + CORO_STACK_REDZONE, 0)) {
+    if (__builtin_expect(sp < c->stack_limit, 0)) {
         overflow_message(c);
         abort();
     }
@@ -517,6 +526,7 @@ int coro__prepare(coro_t *c, struct worker *w)
     c->stack = coro__stack_get(w ? &w->pool : &nopool);
     if (!c->stack)
         return -1;
+    c->stack_limit = (char *)c->stack->lo + CORO_STACK_REDZONE;
     if (coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, entry) < 0) {
         coro__stack_put(w ? &w->pool : &nopool, c->stack);
         c->stack = NULL;

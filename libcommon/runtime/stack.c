@@ -243,11 +243,15 @@ struct coro_stack *coro__stack_get(struct coro_stack_pool *p)
     }
     if ((s = shared_get()))
         return reuse(s);
+    /* Fresh mappings too: the address may have held a stack of an earlier
+     * runtime in this process, whose ASan marks outlive the munmap. */
     if (atomic_load_explicit(&g.guarded, memory_order_relaxed) < g.guard_budget &&
         (s = map_guarded()))
-        return s;
-    if (!(s = take_slab()))
+        return reuse(s);
+    if (!(s = take_slab())) {
         errno = ENOMEM;
+        return NULL;
+    }
     return s;
 }
 

@@ -63,8 +63,10 @@ int coro_run(const struct coro_config *cfg, void (*main_fn)(void *), void *arg);
 coro_t *coro_spawn(void (*fn)(void *), void *arg);
 
 #define CORO_WORKER_ANY (-1)
-/* As coro_spawn, on worker `worker` (0..workers-1) or CORO_WORKER_ANY.
- * EINVAL for a worker index out of range. */
+/* As coro_spawn, on worker `worker` (0..workers-1): the coroutine runs
+ * there and nowhere else (it is never stolen), which per-worker state such
+ * as listeners relies on. CORO_WORKER_ANY picks a worker round-robin and
+ * leaves it stealable. EINVAL for a worker index out of range. */
 coro_t *coro_spawn_on(int worker, void (*fn)(void *), void *arg);
 
 /* Wait for c to end and release the handle. 0, or -1 with ECANCELED when c
