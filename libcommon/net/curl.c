@@ -175,6 +175,9 @@ int coro_curl_perform(CURL *easy)
         return CURLE_OUT_OF_MEMORY;
 
     /* CURLOPT_PRIVATE belongs to the caller: borrow it and give it back. */
+    /* curl must not use signals (alarm() for DNS timeouts) in a threaded
+     * process. */
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     char *user_priv = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, &user_priv);
     struct curl_xfer x = {.rc = CURLE_OK};

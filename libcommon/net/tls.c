@@ -97,6 +97,8 @@ static int bio_read(BIO *b, char *buf, int n)
     ssize_t r = recv(bio_fd(b), buf, (size_t)n, 0);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         BIO_set_retry_read(b);
+    if (r == 0) /* BIO_eof(): lets SSL_OP_IGNORE_UNEXPECTED_EOF see a clean EOF */
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF);
     return (int)r;
 }
 
@@ -105,6 +107,8 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1;
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
     case BIO_C_GET_FD:
         if (ptr)
             *(int *)ptr = bio_fd(b);
@@ -723,6 +727,9 @@ coro_tls_t *coro_tls_connect(coro_tls_ctx_t *ctx, int fd, const char *servername
 ssize_t coro_tls_read(coro_tls_t *t, void *buf, size_t n, int64_t timeout_ms)
 {
     size_t done = 0;
+
+    if (n == 0)
+        return 0;
     int r = ssl_run(t, op_read, buf, n, &done, timeout_ms, NULL, 0);
 
     return r < 0 ? -1 : r == 0 ? 0 : (ssize_t)done;

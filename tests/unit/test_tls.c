@@ -355,7 +355,9 @@ static void echo_client(void *arg)
     size_t got = 0;
     int fd = tcp_connect(et->port);
 
-    if (!out || !in || fd < 0 || !(t = coro_tls_connect(et->cctx, fd, "localhost", 10000, err, sizeof(err))))
+    if (!out || !in || fd < 0)
+        goto fail;
+    if (!(t = coro_tls_connect(et->cctx, fd, "localhost", 10000, err, sizeof(err))))
         goto fail;
     unsigned seed = (unsigned)coro_id(coro_self());
     for (size_t i = 0; i < ECHO_BYTES; i++)
@@ -705,6 +707,66 @@ START_TEST(test_cancel_blocked_read)
 }
 END_TEST
 
+/* ---- end of stream ------------------------------------------------------------- */
+
+struct eof_client {
+    coro_tls_ctx_t *ctx;
+    int port, fd, notify;
+    coro_tls_t *t;
+};
+
+/* Connect, then end the stream with close_notify or a bare TCP close. */
+static void eof_client_run(void *arg)
+{
+    struct eof_client *ec = arg;
+    char err[256];
+
+    ec->fd = tcp_connect(ec->port);
+    if (ec->fd < 0)
+        return;
+    ec->t = coro_tls_connect(ec->ctx, ec->fd, "localhost", 5000, err, sizeof(err));
+    if (ec->t && ec->notify)
+        coro_tls_shutdown(ec->t, 1000);
+    else
+        shutdown(ec->fd, SHUT_WR); /* a FIN, no close_notify */
+    /* Close only once the server has: closing with its session tickets
+     * unread would send a reset instead of an end of stream. */
+    while (coro_read(ec->fd, err, sizeof(err), 5000) > 0)
+        ;
+    coro_tls_free(ec->t);
+    coro_close(ec->fd);
+}
+
+static void eof_body(void *arg)
+{
+    char err[256] = "", buf[16];
+    int port, lfd = tcp_listen(&port);
+    coro_tls_ctx_t *sctx = server_ctx("srv", NULL, 0), *cctx = client_ctx();
+
+    for (int notify = 1; notify >= 0; notify--) {
+        struct eof_client ec = {.ctx = cctx, .port = port, .notify = notify};
+        coro_t *c = coro_spawn(eof_client_run, &ec);
+        int fd = coro_accept(lfd, NULL, NULL, 5000);
+        ck_assert_int_ge(fd, 0);
+        coro_tls_t *t = coro_tls_accept(sctx, fd, 5000, err, sizeof(err));
+        ck_assert_msg(t != NULL, "accept: %s", err);
+        ssize_t r = coro_tls_read(t, buf, sizeof(buf), 5000);
+        ck_assert_msg(r == 0, "notify=%d: read %zd errno %d", notify, r, errno);
+        ck_assert_int_eq(coro_join(c), 0);
+        coro_tls_free(t);
+        coro_close(fd);
+    }
+    coro_close(lfd);
+    coro_tls_ctx_free(sctx);
+    coro_tls_ctx_free(cctx);
+}
+
+START_TEST(test_read_returns_0_at_close_notify_and_eof)
+{
+    unit_run(1, eof_body, NULL);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -721,6 +783,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_bad_files_give_reasons);
     tcase_add_test(tc, test_handshake_timeout);
     tcase_add_test(tc, test_cancel_blocked_read);
+    tcase_add_test(tc, test_read_returns_0_at_close_notify_and_eof);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,6 +19,11 @@ extern "C" {
  * aborted and removed). The handle stays owned by the caller and can be
  * reused. Coroutine only; may yield. Do not set CURLOPT_SHARE or multi
  * options on easy that conflict with the worker's multi handle.
+ * CURLOPT_NOSIGNAL is set on easy; CURLOPT_PRIVATE is borrowed during the
+ * transfer and restored before returning.
+ * curl's callbacks (write, read, header, progress...) run on the worker's
+ * event loop, not in the calling coroutine: they must not yield or block
+ * (no blocking chan_send, no coro_* I/O); buffer and return.
  */
 int coro_curl_perform(CURL *easy);
 
