@@ -18,6 +18,10 @@ static double mono_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* A 50 ms timeout must not fire early, nor much late. */
+#define ck_assert_took_50ms(took) \
+    ck_assert_msg((took) >= 50 && (took) <= 150, "50 ms timeout took %.2f ms", (took))
+
 /* Shared state of one test; coroutines record, the main coroutine asserts. */
 struct st {
     coro_mutex_t m;
@@ -263,7 +267,7 @@ static void body_cond_timeout(void *arg)
     ck_assert_int_eq(coro_cond_timedwait(&t->c, &t->m, 50), -1);
     double took = mono_ms() - t0;
     ck_assert_int_eq(errno, ETIMEDOUT);
-    ck_assert(took >= 50 && took <= 150);
+    ck_assert_took_50ms(took);
     ck_assert_int_eq(coro_mutex_trylock(&t->m), -1); /* re-locked */
     coro_mutex_unlock(&t->m);
 }
@@ -384,7 +388,7 @@ static void body_sem(void *arg)
     ck_assert_int_eq(coro_sem_timedwait(&t->s, 50), -1);
     double took = mono_ms() - t0;
     ck_assert_int_eq(errno, ETIMEDOUT);
-    ck_assert(took >= 50 && took <= 150);
+    ck_assert_took_50ms(took);
 
     /* a post goes straight to the parked waiter */
     coro_t *h = coro_spawn(sem_blocked, t);
@@ -491,7 +495,7 @@ static void body_wg(void *arg)
     ck_assert_int_eq(coro_wg_timedwait(&t->wg, 50), -1);
     double took = mono_ms() - t0;
     ck_assert_int_eq(errno, ETIMEDOUT);
-    ck_assert(took >= 50 && took <= 150);
+    ck_assert_took_50ms(took);
 
     coro_t *h = coro_spawn(wg_blocked, t);
     coro_yield();
