@@ -35,8 +35,7 @@ echo "build.sh: building in $dir"
 jobs=${JOBS:-$(nproc)}
 # TESTS= builds the test programs without running them.
 if ! { make -j"$jobs" all && make -j"$jobs" check TESTS=; } >>"$log" 2>&1; then
-    grep -E 'error|Error' "$log" | head -n 20
-    tail -n 10 "$log"
+    grep -E 'error|Error' "$log" | sort -u | head -n 20
     echo "build.sh: build failed in $dir (see $log)" >&2
     exit 1
 fi

@@ -14,8 +14,7 @@ total_fail=0
 for dir in "$@"; do
     for trs in $(find "$dir" -name '*.trs' | sort); do
         log=${trs%.trs}.log
-        name=${trs#"$dir"/}
-        name=${name%.trs}
+        name=${trs%.trs}
         result=$(sed -n 's/^:test-result: *//p' "$trs" | head -n 1)
         checks=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$log" 2>/dev/null |
             awk -F'[:,] *' '{ n += $3; f += $5 + $7 } END { if (NR) print n, f }')
