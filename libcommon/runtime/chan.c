@@ -36,14 +36,14 @@
 struct chan {
     atomic_int lock;
     int closed;
-    size_t esz;                   /* element size */
-    size_t cap;                   /* as given to chan_new */
-    size_t limit;                 /* elements the ring may hold: cap, or SIZE_MAX */
-    size_t slots;                 /* ring slots allocated */
+    size_t esz;   /* element size */
+    size_t cap;   /* as given to chan_new */
+    size_t limit; /* elements the ring may hold: cap, or SIZE_MAX */
+    size_t slots; /* ring slots allocated */
     size_t head, len;
     unsigned char *ring;
-    struct coro_waitq recvq;      /* parked receivers; data = where to store */
-    struct coro_waitq sendq;      /* parked senders; data = element to send */
+    struct coro_waitq recvq; /* parked receivers; data = where to store */
+    struct coro_waitq sendq; /* parked senders; data = element to send */
 };
 
 /* ---- construction ------------------------------------------------------- */
@@ -100,10 +100,18 @@ size_t chan_cap(const chan_t *ch)
 HOT void copy_elem(void *dst, const void *src, size_t n)
 {
     switch (n) {
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    case 16: memcpy(dst, src, 16); break;
-    default: memcpy(dst, src, n); break;
+    case 4:
+        memcpy(dst, src, 4);
+        break;
+    case 8:
+        memcpy(dst, src, 8);
+        break;
+    case 16:
+        memcpy(dst, src, 16);
+        break;
+    default:
+        memcpy(dst, src, n);
+        break;
     }
 }
 
@@ -344,8 +352,8 @@ static size_t rand_below(size_t n)
     if (x == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        x = (((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&rng_state ^
-             (uint64_t)ts.tv_sec) | 1;
+        x = (uint64_t)ts.tv_nsec << 20 ^ (uint64_t)ts.tv_sec;
+        x = (x ^ (uint64_t)(uintptr_t)&rng_state) | 1; /* threads differ */
     }
     x ^= x >> 12;
     x ^= x << 25;
@@ -357,12 +365,12 @@ static size_t rand_below(size_t n)
 struct sel {
     struct chan_op *ops;
     size_t n;
-    size_t nact;              /* ops with a channel */
-    size_t *order;            /* active op indices, shuffled */
-    chan_t **locks;           /* distinct channels, by address */
+    size_t nact;    /* ops with a channel */
+    size_t *order;  /* active op indices, shuffled */
+    chan_t **locks; /* distinct channels, by address */
     size_t nlocks;
-    struct coro_waiter *ws;   /* one waiter per op */
-    void *mem;                /* heap block for large selects, or NULL */
+    struct coro_waiter *ws; /* one waiter per op */
+    void *mem;              /* heap block for large selects, or NULL */
 };
 
 static int sel_alloc(struct sel *s, size_t *ord, chan_t **lk, struct coro_waiter *ws)
@@ -472,8 +480,7 @@ static int sel_wait(struct sel *s, int64_t timeout_ms, size_t *index)
         size_t i = s->order[k];
         chan_t *ch = s->ops[i].ch;
         if (s->ws[i].queued)
-            coro__waitq_remove(s->ops[i].dir == CHAN_SEND ? &ch->sendq : &ch->recvq,
-                               &s->ws[i]);
+            coro__waitq_remove(s->ops[i].dir == CHAN_SEND ? &ch->sendq : &ch->recvq, &s->ws[i]);
     }
     sel_unlock(s);
     *index = owner.index;
