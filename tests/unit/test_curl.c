@@ -299,22 +299,17 @@ END_TEST
 
 struct cancel_test {
     int port;
-    int rc, err_no;
+    int rc, err_no, reuse_rc;
+    CURL *e;                   /* kept for reuse after the cancellation */
+    struct buf b;
 };
 
 static void cancel_get(void *arg)
 {
     struct cancel_test *ct = arg;
-    struct buf b = {.len = 0};
-    CURL *e = easy_for(ct->port, "/slow", &b);
 
-    if (!e) {
-        ct->rc = -2;
-        return;
-    }
-    ct->rc = coro_curl_perform(e);
+    ct->rc = coro_curl_perform(ct->e);
     ct->err_no = errno;
-    curl_easy_cleanup(e);
 }
 
 static void cancel_body(void *arg)
@@ -323,13 +318,21 @@ static void cancel_body(void *arg)
     struct http_srv s;
     int one;
 
+    char url[64];
+
     http_start(&s);
-    ct->port = s.port;
+    ct->e = easy_for(s.port, "/slow", &ct->b);
+    ck_assert_ptr_nonnull(ct->e);
     coro_t *c = coro_spawn(cancel_get, ct);
     /* The server has the request: the transfer is parked in curl. */
     ck_assert_int_eq(chan_recv(s.slow_seen, &one), 0);
     coro_cancel(c);
     coro_join(c);
+    /* The aborted handle left the multi cleanly: it works again. */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/3", s.port);
+    curl_easy_setopt(ct->e, CURLOPT_URL, url);
+    ct->reuse_rc = coro_curl_perform(ct->e);
+    curl_easy_cleanup(ct->e);
     http_stop(&s);
 }
 
@@ -339,6 +342,7 @@ START_TEST(test_cancel_blocked_transfer)
     unit_run(2, cancel_body, &ct);
     ck_assert_int_eq(ct.rc, -1);
     ck_assert_int_eq(ct.err_no, ECANCELED);
+    ck_assert_int_eq(ct.reuse_rc, CURLE_OK);
 }
 END_TEST
 

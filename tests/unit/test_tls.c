@@ -335,6 +335,13 @@ static void raw_peer_cn(coro_tls_t *t, char *buf, int len)
                                                len), 0);
 }
 
+/* A client that ends its stream in a chosen way (end-of-stream tests). */
+struct eof_client {
+    coro_tls_ctx_t *ctx;
+    int port, fd, notify;
+    coro_tls_t *t;
+};
+
 /* ---- echo under load ---------------------------------------------------- */
 
 enum { ECHO_CONNS = 200, ECHO_BYTES = 16384 };
@@ -605,6 +612,108 @@ START_TEST(test_reload_swaps_certificate)
 }
 END_TEST
 
+/* Reloads racing with handshakes on both workers: every handshake sees a
+ * whole certificate set, old or new, and nothing is freed while in use. */
+enum { RACE_CONNS = 60, RACE_RELOADS = 30 };
+
+static void race_body(void *arg)
+{
+    struct echo_test *et = arg;
+    struct srv *s = &S;
+    char err[256] = "";
+    coro_t *c[RACE_CONNS];
+
+    copy_file(P("srv.pem"), P("race.pem"));
+    copy_file(P("srv.key"), P("race.key"));
+    et->cctx = client_ctx();
+    srv_start(s, server_ctx("race", NULL, 0), RACE_CONNS, &et->port);
+    for (int i = 0; i < RACE_CONNS; i++)
+        c[i] = coro_spawn_on(CORO_WORKER_ANY, echo_client, et);
+    for (int i = 0; i < RACE_RELOADS; i++) {
+        ck_assert_msg(coro_tls_ctx_reload(s->ctx, err, sizeof(err)) == 0, "%s", err);
+        coro_yield();
+    }
+    for (int i = 0; i < RACE_CONNS; i++)
+        coro_join(c[i]);
+    unlink(P("race.pem"));
+    unlink(P("race.key"));
+    coro_tls_ctx_free(et->cctx);
+}
+
+START_TEST(test_reload_races_with_handshakes)
+{
+    struct echo_test et = {0};
+    unit_run(2, race_body, &et);
+    srv_cleanup();
+    ck_assert_msg(atomic_load(&et.bad) == 0, "%d failed, last: %s", atomic_load(&et.bad),
+                  et.why);
+    ck_assert_int_eq(atomic_load(&et.good), RACE_CONNS);
+}
+END_TEST
+
+/* A peer that speaks something else than TLS is refused with EPROTO, and
+ * writing to a peer that hung up fails with EPIPE/ECONNRESET instead of
+ * killing the process with SIGPIPE. */
+static void peer_gone_client(void *arg)
+{
+    struct eof_client *ec = arg;
+    char err[256];
+
+    ec->fd = tcp_connect(ec->port);
+    if (ec->fd < 0)
+        return;
+    if (ec->notify) { /* speak plain HTTP */
+        static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        coro_write_all(ec->fd, req, sizeof(req) - 1, 5000);
+    } else if ((ec->t = coro_tls_connect(ec->ctx, ec->fd, "localhost", 5000, err,
+                                         sizeof(err)))) {
+        coro_tls_free(ec->t); /* and close without a word */
+    }
+    while (coro_read(ec->fd, err, sizeof(err), 5000) > 0)
+        ;
+    coro_close(ec->fd);
+}
+
+static void peer_gone_body(void *arg)
+{
+    char err[256] = "", chunk[1024] = {0};
+    int port, lfd = tcp_listen(&port);
+    coro_tls_ctx_t *sctx = server_ctx("srv", NULL, 0), *cctx = client_ctx();
+
+    struct eof_client ec = {.ctx = cctx, .port = port, .notify = 1};
+    coro_t *c = coro_spawn(peer_gone_client, &ec);
+    int fd = coro_accept(lfd, NULL, NULL, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_null(coro_tls_accept(sctx, fd, 5000, err, sizeof(err)));
+    ck_assert_int_eq(errno, EPROTO);
+    coro_close(fd);
+    coro_join(c);
+
+    ec.notify = 0;
+    c = coro_spawn(peer_gone_client, &ec);
+    fd = coro_accept(lfd, NULL, NULL, 5000);
+    ck_assert_int_ge(fd, 0);
+    coro_tls_t *t = coro_tls_accept(sctx, fd, 5000, err, sizeof(err));
+    ck_assert_msg(t != NULL, "accept: %s", err);
+    coro_join(c);
+    int rc = 0, i;
+    for (i = 0; i < 1000 && rc == 0; i++)
+        rc = coro_tls_write_all(t, chunk, sizeof(chunk), 5000);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_msg(errno == EPIPE || errno == ECONNRESET, "errno %d", errno);
+    coro_tls_free(t);
+    coro_close(fd);
+    coro_close(lfd);
+    coro_tls_ctx_free(sctx);
+    coro_tls_ctx_free(cctx);
+}
+
+START_TEST(test_non_tls_peer_and_hung_up_peer)
+{
+    unit_run(1, peer_gone_body, NULL);
+}
+END_TEST
+
 START_TEST(test_bad_files_give_reasons)
 {
     char err[256] = "";
@@ -709,12 +818,6 @@ END_TEST
 
 /* ---- end of stream ------------------------------------------------------------- */
 
-struct eof_client {
-    coro_tls_ctx_t *ctx;
-    int port, fd, notify;
-    coro_tls_t *t;
-};
-
 /* Connect, then end the stream with close_notify or a bare TCP close. */
 static void eof_client_run(void *arg)
 {
@@ -784,6 +887,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_handshake_timeout);
     tcase_add_test(tc, test_cancel_blocked_read);
     tcase_add_test(tc, test_read_returns_0_at_close_notify_and_eof);
+    tcase_add_test(tc, test_reload_races_with_handshakes);
+    tcase_add_test(tc, test_non_tls_peer_and_hung_up_peer);
     suite_add_tcase(s, tc);
     return s;
 }
