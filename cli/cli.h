@@ -12,6 +12,8 @@
 #define CORO_CLI_H
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Exit statuses (sysexits.h values, spelled out so every file agrees). */
 enum {
@@ -45,8 +47,14 @@ void cli_list(const struct cli_cmd *table);
 __attribute__((format(printf, 1, 2))) void cli_warnx(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void cli_warn(const char *fmt, ...);
 
+/* Sizes with binary suffixes, "64k", "1M", "1.5G" (optional B/iB): 0, or -1 with
+ * EINVAL/ERANGE. cli_fmt_size writes "1.23 GiB" into buf and returns it. */
+int cli_parse_size(const char *s, uint64_t *out);  /* cli/size.c */
+const char *cli_fmt_size(char *buf, size_t len, double bytes);
+
 /* Subcommands (one file each). */
 int cmd_bench(int argc, char **argv);      /* cli/main.c: nested table of benches */
 int bench_runtime(int argc, char **argv);  /* cli/bench_runtime.c */
+int cmd_buffer(int argc, char **argv);     /* cli/buffer.c */
 
 #endif
