@@ -227,7 +227,7 @@ void coro_yield(void)
     /* Queue itself behind the others; with nothing else ready the
      * hand-off picks it again and returns without a switch. */
     c->state = CORO_READY;
-    coro__ready(c);
+    coro__ready_inl(c);
     coro__switch_out(c->worker);
 }
 
@@ -237,8 +237,14 @@ void coro_cancel(coro_t *c)
         return;
     if (atomic_exchange(&c->cancelled, 1))
         return;
-    if (!atomic_load(&c->started))
-        return; /* its first blocking call will see the flag */
+    if (!atomic_load(&c->started)) {
+        /* Not started, or started so recently that we cannot see it: a
+         * process-wide barrier (the coroutine side has only a compiler
+         * barrier, see start_or_resume) settles which. */
+        coro__heavy_fence();
+        if (!atomic_load(&c->started))
+            return; /* its first blocking call will see the flag */
+    }
     struct worker *w = coro__tls_worker;
     if (w && c->worker == w) {
         if (c != w->current && c->state == CORO_PARKED && c->cur_wait &&

@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,11 +45,28 @@
 
 #define CORO_BUDGET 1024          /* hand-offs between two I/O polls */
 #define IDLE_SPIN_NS 50000        /* spin this long before sleeping in epoll */
-#define FREE_CORO_CACHE 4096
 #define ALTSTACK_SIZE (64 * 1024)
 
 struct runtime *coro__rt;
 __thread struct worker *coro__tls_worker;
+
+/* ---- barriers ----------------------------------------------------------- */
+
+int coro__have_membarrier;
+
+static void membarrier_register(void)
+{
+    coro__have_membarrier =
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+void coro__heavy_fence(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (coro__have_membarrier &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        coro__fatal("membarrier: %s", strerror(errno));
+}
 
 /* ---- misuse ----------------------------------------------------------- */
 
@@ -172,16 +191,6 @@ static int dq_nonempty(struct deque *d)
 
 /* ---- local ready queue --------------------------------------------------- */
 
-static inline void rq_push(struct worker *w, coro_t *c)
-{
-    c->next = NULL;
-    if (w->rq_tail)
-        w->rq_tail->next = c;
-    else
-        w->rq_head = c;
-    w->rq_tail = c;
-}
-
 static inline coro_t *rq_pop(struct worker *w)
 {
     coro_t *c = w->rq_head;
@@ -206,7 +215,7 @@ static void inbox_kick(struct worker *w)
         wake_worker(w);
 }
 
-static void inbox_push(struct worker *w, coro_t *c)
+void coro__inbox_push(struct worker *w, coro_t *c)
 {
     c->next = NULL;
     coro__spin_lock(&w->inbox_lock);
@@ -254,7 +263,7 @@ static void drain_inbox(struct worker *w)
         if (c->state == CORO_NEW && !c->pinned)
             dq_push(&w->dq, c);
         else
-            rq_push(w, c); /* resumed, or spawned for this worker only */
+            coro__rq_push(w, c); /* resumed, or spawned for this worker only */
     }
     for (; cancels; cancels = next) {
         next = cancels->cancel_next;
@@ -265,11 +274,7 @@ static void drain_inbox(struct worker *w)
 
 void coro__ready(coro_t *c)
 {
-    struct worker *w = c->worker;
-    if (w == coro__tls_worker)
-        rq_push(w, c);
-    else
-        inbox_push(w, c);
+    coro__ready_inl(c);
 }
 
 /* Offer a new coroutine to worker w (the caller's own, or another). */
@@ -277,7 +282,7 @@ void coro__enqueue_new(struct worker *w, coro_t *c)
 {
     struct runtime *rt = w->rt;
     if (w != coro__tls_worker) {
-        inbox_push(w, c);
+        coro__inbox_push(w, c);
         return;
     }
     /* The newest spawn runs next without touching the deque (no fence, no
@@ -288,7 +293,7 @@ void coro__enqueue_new(struct worker *w, coro_t *c)
     if (!old)
         return;
     if (old->pinned) {
-        rq_push(w, old);
+        coro__rq_push(w, old);
         return;
     }
     dq_push(&w->dq, old);
@@ -335,51 +340,6 @@ static void flush_live(struct worker *w)
 }
 
 /* ---- coroutine structs ---------------------------------------------------- */
-
-/* Fields not set here are set by spawn() before the coroutine is used. */
-coro_t *coro__alloc(struct worker *w)
-{
-    coro_t *c;
-    if (w && (c = w->free_coros)) {
-        w->free_coros = c->next;
-        w->nfree--;
-        c->next = NULL;
-        c->fn2 = NULL;
-        c->stack = NULL;
-        atomic_store_explicit(&c->join, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->cancelled, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->started, 0, memory_order_relaxed);
-        c->ended_cancelled = 0;
-        c->cur_wait = NULL;
-        c->scope = NULL;
-        c->asan_fake = NULL;
-#ifdef CORO_CTX_UCONTEXT
-        c->ctx.uc = NULL;
-#endif
-        return c;
-    }
-    return calloc(1, sizeof(coro_t));
-}
-
-void coro__free(coro_t *c)
-{
-    struct worker *w = coro__tls_worker;
-    if (w && w->nfree < FREE_CORO_CACHE) {
-        c->next = w->free_coros;
-        w->free_coros = c;
-        w->nfree++;
-        return;
-    }
-    free(c);
-}
-
-void coro__unref(coro_t *c)
-{
-    /* The last owner needs no read-modify-write: nobody else can hold it. */
-    if (atomic_load_explicit(&c->refs, memory_order_acquire) == 1 ||
-        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
-        coro__free(c);
-}
 
 /* ---- switching ---------------------------------------------------------------- */
 
@@ -450,7 +410,14 @@ static void start_or_resume(struct worker *w, coro_t *c)
 {
     if (c->state == CORO_NEW) {
         c->worker = w;
-        atomic_store(&c->started, 1);
+        /* Store-load ordering against coro_cancel(): with membarrier the
+         * cancelling side pays for it, not every start. */
+        if (coro__have_membarrier) {
+            atomic_store_explicit(&c->started, 1, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);
+        } else {
+            atomic_store(&c->started, 1);
+        }
     }
     c->state = CORO_RUNNING;
     w->current = c;
@@ -493,7 +460,8 @@ void coro__reap(struct worker *w)
     if (!d)
         return;
     w->dead = NULL;
-    coro__stack_put(&w->pool, d->stack);
+    if (!coro__stack_push(&w->pool, d->stack))
+        coro__stack_put(&w->pool, d->stack);
     d->stack = NULL;
     coro__ctx_fini(&d->ctx);
     coro__unref(d);
@@ -523,7 +491,8 @@ static void entry(void)
 int coro__prepare(coro_t *c, struct worker *w)
 {
     static struct coro_stack_pool nopool; /* plain threads: no pooling */
-    c->stack = coro__stack_get(w ? &w->pool : &nopool);
+    if (!w || !(c->stack = coro__stack_pop(&w->pool)))
+        c->stack = coro__stack_get(w ? &w->pool : &nopool);
     if (!c->stack)
         return -1;
     c->stack_limit = (char *)c->stack->lo + CORO_STACK_REDZONE;
@@ -860,6 +829,7 @@ int coro_run(const struct coro_config *cfg, void (*main_fn)(void *), void *arg)
     coro_detach(m);
 
     install_segv_handler();
+    membarrier_register();
     unsigned started = 1;
     for (; started < rt->nworkers; started++)
         if (pthread_create(&rt->workers[started].thread, NULL, worker_main,

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include "runtime/runtime_int.h"
 
@@ -41,6 +42,7 @@ void coro__stack_put(struct coro_stack_pool *p, struct coro_stack *s);
 void coro__stack_pool_fini(struct coro_stack_pool *p);
 int coro__stack_in_guard(const struct coro_stack *s, const void *addr);
 size_t coro__stack_size(void);
+void coro__stack_unpoison(struct coro_stack *s);
 void coro__stack_stats(uint64_t *mapped, uint64_t *guarded);
 
 /* ---- Chase-Lev work-stealing deque of unstarted coroutines -------------- */
@@ -118,15 +120,113 @@ extern struct runtime *coro__rt;
 extern __thread struct worker *coro__tls_worker;
 
 /* sched.c */
+void coro__inbox_push(struct worker *w, coro_t *c);    /* from another thread */
 void coro__enqueue_new(struct worker *w, coro_t *c);   /* w may be another worker */
 void coro__switch_out(struct worker *w);               /* current has set its state */
 void coro__reap(struct worker *w);
 void coro__post_cancel(coro_t *c);
 void coro__live_dec(void);
-coro_t *coro__alloc(struct worker *w);
 int coro__prepare(coro_t *c, struct worker *w);         /* stack + first frame */
-void coro__free(coro_t *c);
-void coro__unref(coro_t *c);
+/* Full barrier on every thread of the process (membarrier), paired with
+ * compiler-only barriers on hot paths; a seq_cst fence where unsupported. */
+void coro__heavy_fence(void);
+extern int coro__have_membarrier;
+
+/* ---- hot paths, inlined into every runtime file ------------------------------
+ * Spawn, join, park and wake are a few dozen instructions each; calls
+ * between files would be a visible share of them. */
+
+static inline void coro__rq_push(struct worker *w, coro_t *c)
+{
+    c->next = NULL;
+    if (w->rq_tail)
+        w->rq_tail->next = c;
+    else
+        w->rq_head = c;
+    w->rq_tail = c;
+}
+
+/* Make c runnable: on its own worker's queue directly, else via its inbox. */
+static inline void coro__ready_inl(coro_t *c)
+{
+    struct worker *w = c->worker;
+    if (w == coro__tls_worker)
+        coro__rq_push(w, c);
+    else
+        coro__inbox_push(w, c);
+}
+
+/* The pool fast paths of stack.c. */
+static inline struct coro_stack *coro__stack_pop(struct coro_stack_pool *p)
+{
+    struct coro_stack *s = p->head;
+    if (s) {
+        p->head = s->next;
+        p->n--;
+        s->next = NULL;
+#ifdef CORO_SANITIZERS
+        coro__stack_unpoison(s);
+#endif
+    }
+    return s;
+}
+
+static inline int coro__stack_push(struct coro_stack_pool *p, struct coro_stack *s)
+{
+    if (p->n >= p->cap)
+        return 0;
+    s->next = p->head;
+    p->head = s;
+    p->n++;
+    return 1;
+}
+
+#define CORO_FREE_CACHE 4096
+
+/* Fields not set here are set by spawn() before the coroutine is used. */
+static inline coro_t *coro__alloc(struct worker *w)
+{
+    coro_t *c;
+    if (w && (c = w->free_coros)) {
+        w->free_coros = c->next;
+        w->nfree--;
+        c->next = NULL;
+        c->fn2 = NULL;
+        c->stack = NULL;
+        atomic_store_explicit(&c->join, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->cancelled, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->started, 0, memory_order_relaxed);
+        c->ended_cancelled = 0;
+        c->cur_wait = NULL;
+        c->scope = NULL;
+        c->asan_fake = NULL;
+#ifdef CORO_CTX_UCONTEXT
+        c->ctx.uc = NULL;
+#endif
+        return c;
+    }
+    return calloc(1, sizeof(coro_t));
+}
+
+static inline void coro__free(coro_t *c)
+{
+    struct worker *w = coro__tls_worker;
+    if (w && w->nfree < CORO_FREE_CACHE) {
+        c->next = w->free_coros;
+        w->free_coros = c;
+        w->nfree++;
+        return;
+    }
+    free(c);
+}
+
+static inline void coro__unref(coro_t *c)
+{
+    /* The last owner needs no read-modify-write: nobody else can hold it. */
+    if (atomic_load_explicit(&c->refs, memory_order_acquire) == 1 ||
+        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        coro__free(c);
+}
 
 /* coro.c: ran by the entry trampoline when fn returns */
 void coro__finish(coro_t *c);

@@ -100,12 +100,18 @@ void coro__stack_shared_cap(size_t cap)
 
 /* A recycled stack still carries ASan's marks from its previous life
  * (redzones of frames that never returned normally): clear them. */
-static struct coro_stack *reuse(struct coro_stack *s)
+void coro__stack_unpoison(struct coro_stack *s)
 {
-    s->next = NULL;
 #ifdef CORO_SANITIZERS
     __asan_unpoison_memory_region(s->lo, s->size);
 #endif
+    (void)s;
+}
+
+static struct coro_stack *reuse(struct coro_stack *s)
+{
+    s->next = NULL;
+    coro__stack_unpoison(s);
     return s;
 }
 
@@ -235,12 +241,9 @@ static struct coro_stack *take_slab(void)
 
 struct coro_stack *coro__stack_get(struct coro_stack_pool *p)
 {
-    struct coro_stack *s = p->head;
-    if (s) {
-        p->head = s->next;
-        p->n--;
-        return reuse(s);
-    }
+    struct coro_stack *s = coro__stack_pop(p);
+    if (s)
+        return s;
     if ((s = shared_get()))
         return reuse(s);
     /* Fresh mappings too: the address may have held a stack of an earlier
@@ -275,12 +278,8 @@ static void release(struct coro_stack *s)
 
 void coro__stack_put(struct coro_stack_pool *p, struct coro_stack *s)
 {
-    if (p->n < p->cap) {
-        s->next = p->head;
-        p->head = s;
-        p->n++;
+    if (coro__stack_push(p, s))
         return;
-    }
     if (!shared_put(s))
         release(s);
 }

@@ -41,7 +41,7 @@ void coro__waiter_finish(struct coro_waiter *w, int result)
     w->result = result;
     if (c) {
         atomic_store_explicit(&w->state, CORO_W_DONE, memory_order_release);
-        coro__ready(c);
+        coro__ready_inl(c);
         return;
     }
     atomic_store_explicit(&w->state, CORO_W_DONE, memory_order_release);
