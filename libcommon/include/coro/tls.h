@@ -38,7 +38,8 @@ coro_tls_ctx_t *coro_tls_server_new(const struct coro_tls_server_opts *o, char *
 int coro_tls_server_add_sni(coro_tls_ctx_t *ctx, const char *pattern, const char *cert_file,
                             const char *key_file, char *err, size_t errlen);
 /* Re-read every certificate/key/CA file. On error nothing changes. Thread-safe
- * against concurrent accepts. 0 or -1 + err. */
+ * against concurrent accepts. 0 or -1 + err. Reads files with blocking I/O
+ * (as do the constructors): call at startup, on reload, or via coro_offload. */
 int coro_tls_ctx_reload(coro_tls_ctx_t *ctx, char *err, size_t errlen);
 
 /* Client context: ca_file NULL = system store; verify 0 disables peer
@@ -57,6 +58,9 @@ coro_tls_t *coro_tls_accept(coro_tls_ctx_t *ctx, int fd, int64_t timeout_ms, cha
 coro_tls_t *coro_tls_connect(coro_tls_ctx_t *ctx, int fd, const char *servername,
                              int64_t timeout_ms, char *err, size_t errlen);
 
+/* Reads, writes and shutdown: coroutine only, may yield; -1 with ETIMEDOUT,
+ * ECANCELED, EPROTO (TLS error), or the socket's errno (EPIPE, ECONNRESET;
+ * never SIGPIPE). A session is used by one coroutine at a time. */
 ssize_t coro_tls_read(coro_tls_t *t, void *buf, size_t n, int64_t timeout_ms); /* 0 at close_notify/EOF */
 ssize_t coro_tls_write(coro_tls_t *t, const void *buf, size_t n, int64_t timeout_ms);
 int coro_tls_write_all(coro_tls_t *t, const void *buf, size_t n, int64_t timeout_ms);
