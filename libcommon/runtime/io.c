@@ -40,19 +40,19 @@ atomic_uint_fast64_t coro__stat_watches;
 struct coro_watch {
     coro_watch_fn fn;
     void *arg;
-    struct event *timer;  /* made on the first watch with a timeout, then kept */
-    int worker;           /* the worker whose table holds the entry */
-    uint8_t events;       /* CORO_READ|CORO_WRITE of interest */
+    struct event *timer; /* made on the first watch with a timeout, then kept */
+    int worker;          /* the worker whose table holds the entry */
+    uint8_t events;      /* CORO_READ|CORO_WRITE of interest */
     uint8_t armed;
-    uint8_t retry;        /* `what` to deliver again after a failed spawn */
+    uint8_t retry; /* `what` to deliver again after a failed spawn */
 };
 
 struct io_fd {
-    struct coro_waitq waiters;  /* parked coroutines; waiter->index = events */
+    struct coro_waitq waiters; /* parked coroutines; waiter->index = events */
     struct coro_watch watch;
     int fd;
-    uint8_t ready;              /* readiness no waiter has consumed yet */
-    void *ev[];                 /* struct event, event_get_struct_event_size() */
+    uint8_t ready; /* readiness no waiter has consumed yet */
+    void *ev[];    /* struct event, event_get_struct_event_size() */
 };
 
 struct io_table {
@@ -70,7 +70,10 @@ struct io_deadline {
     int started;
 };
 
-#define IO_DEADLINE(ms) { .timeout_ms = (ms), .end = 0, .started = 0 }
+#define IO_DEADLINE(ms)                            \
+    {                                              \
+        .timeout_ms = (ms), .end = 0, .started = 0 \
+    }
 #define IO_IOV_CHUNK 64
 #define WATCH_RETRY_MS 10
 
@@ -114,7 +117,7 @@ static int watch_timer_add(struct coro_watch *w, struct event_base *base, int64_
             return -1;
         }
     }
-    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     if (evtimer_add(w->timer, &tv) < 0) {
         errno = ENOMEM;
         return -1;
@@ -260,8 +263,8 @@ static struct io_fd *io_fd_get(int fd)
     e->fd = fd;
     e->watch.worker = t->worker;
     errno = 0;
-    if (event_assign(io_fd_event(e), t->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
-                     io_fd_cb, e) < 0 ||
+    if (event_assign(io_fd_event(e), t->base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, io_fd_cb,
+                     e) < 0 ||
         event_add(io_fd_event(e), NULL) < 0) {
         int err = errno ? errno : EINVAL;
         free(e);
@@ -368,7 +371,7 @@ static ssize_t io_send(int fd, const void *buf, size_t n)
 
 static ssize_t io_sendv(int fd, struct iovec *iov, int iovcnt)
 {
-    struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (r < 0 && errno == ENOTSOCK)
         r = writev(fd, iov, iovcnt);

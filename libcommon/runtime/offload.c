@@ -143,7 +143,7 @@ int coro_offload(void (*fn)(void *), void *arg)
     if (pool_start() < 0)
         return -1;
 
-    struct offload_job job = { .fn = fn, .arg = arg };
+    struct offload_job job = {.fn = fn, .arg = arg};
     coro__waiter_init(&job.w);
     pthread_mutex_lock(&pool.mu);
     if (pool.tail)

@@ -175,11 +175,13 @@ static void body_vectors(void *unused)
     int sv[2];
     pair(sv);
     struct iovec out[3] = {
-        { "hello ", 6 }, { (void *)"", 0 }, { "world", 5 },
+        {"hello ", 6},
+        {(void *)"", 0},
+        {"world", 5},
     };
     ck_assert_int_eq(coro_writev(sv[1], out, 3, 1000), 0);
     char a[4], b[16];
-    struct iovec in[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
+    struct iovec in[2] = {{a, sizeof(a)}, {b, sizeof(b)}};
     ck_assert_int_eq(coro_readv(sv[0], in, 2, 1000), 11);
     ck_assert(memcmp(a, "hell", 4) == 0);
     ck_assert(memcmp(b, "o world", 7) == 0);
@@ -275,13 +277,21 @@ enum { OP_READ, OP_ACCEPT, OP_WRITE, OP_WAIT };
 static void blocked_op(void *arg)
 {
     struct blocked *b = arg;
-    char buf[64] = { 0 };
+    char buf[64] = {0};
     b->started = 1;
     switch (b->op) {
-    case OP_READ: b->rc = coro_read(b->fd, buf, sizeof(buf), -1); break;
-    case OP_ACCEPT: b->rc = coro_accept(b->fd, NULL, NULL, -1); break;
-    case OP_WRITE: b->rc = coro_write_all(b->fd, buf, sizeof(buf), -1); break;
-    default: b->rc = coro_wait_fd(b->fd, CORO_READ, -1); break;
+    case OP_READ:
+        b->rc = coro_read(b->fd, buf, sizeof(buf), -1);
+        break;
+    case OP_ACCEPT:
+        b->rc = coro_accept(b->fd, NULL, NULL, -1);
+        break;
+    case OP_WRITE:
+        b->rc = coro_write_all(b->fd, buf, sizeof(buf), -1);
+        break;
+    default:
+        b->rc = coro_wait_fd(b->fd, CORO_READ, -1);
+        break;
     }
     b->err = errno;
 }
@@ -290,7 +300,7 @@ static void blocked_op(void *arg)
  * it blocks), cancel it and check it came back with ECANCELED. */
 static void cancel_blocked(int fd, int op)
 {
-    struct blocked b = { .fd = fd, .op = op, .rc = 0 };
+    struct blocked b = {.fd = fd, .op = op, .rc = 0};
     coro_t *c = coro_spawn(blocked_op, &b);
     while (!b.started)
         coro_yield();
@@ -332,7 +342,7 @@ static void body_close_wakes_reader(void *unused)
 {
     int sv[2];
     pair(sv);
-    struct blocked b = { .fd = sv[0], .op = OP_READ };
+    struct blocked b = {.fd = sv[0], .op = OP_READ};
     coro_t *c = coro_spawn(blocked_op, &b);
     while (!b.started)
         coro_yield();
@@ -473,7 +483,7 @@ static void body_echo(void *arg)
     coro_t *acc = coro_spawn(echo_acceptor, t);
     coro_wg_add(&t->wg, NCONN);
     for (int i = 0; i < NCONN; i++) {
-        cl[i] = (struct echo_client){ t, i };
+        cl[i] = (struct echo_client){t, i};
         coro_detach(coro_spawn_on(i % 2, echo_client, &cl[i]));
     }
     coro_wg_wait(&t->wg);
@@ -541,8 +551,8 @@ static void body_many_watches(void *unused)
     coro_wg_add(&mw->wg, NWATCH);
     long rss0 = rss_bytes();
     for (int i = 0; i < NWATCH; i++)
-        ck_assert_ptr_nonnull(coro_watch_fd(mw->fds[i], CORO_READ, -1, many_fired,
-                                           (void *)(intptr_t)i));
+        ck_assert_ptr_nonnull(
+            coro_watch_fd(mw->fds[i], CORO_READ, -1, many_fired, (void *)(intptr_t)i));
     mw->rss_delta = rss_bytes() - rss0;
     coro_stats_get(&mw->armed);
     /* Every end of every pair gets one byte: its peer becomes readable. */
@@ -606,7 +616,7 @@ static void body_watch_timeout(void *arg)
 
 START_TEST(watch_with_timeout_fires_once_with_coro_timeout)
 {
-    struct one_watch o = { .calls = 0 };
+    struct one_watch o = {.calls = 0};
     unit_run(1, body_watch_timeout, &o);
     ck_assert_int_eq(o.eexist, 1);
     ck_assert_int_eq(o.calls, 1);
@@ -627,7 +637,7 @@ static void body_watch_data_before_timeout(void *arg)
 
 START_TEST(watch_fires_on_data_and_its_timer_is_disarmed)
 {
-    struct one_watch o = { .calls = 0 };
+    struct one_watch o = {.calls = 0};
     unit_run(1, body_watch_data_before_timeout, &o);
     ck_assert_int_eq(o.calls, 1);
     ck_assert_int_eq(o.what, CORO_READ);
@@ -646,7 +656,7 @@ static void body_watch_cancel(void *arg)
 
 START_TEST(watch_cancel_fires_coro_cancel_once)
 {
-    struct one_watch o = { .calls = 0 };
+    struct one_watch o = {.calls = 0};
     unit_run(1, body_watch_cancel, &o);
     ck_assert_int_eq(o.calls, 1);
     ck_assert_int_eq(o.what, CORO_CANCEL);
@@ -673,7 +683,7 @@ static void body_watch_remembers(void *arg)
 
 START_TEST(watch_sees_readiness_that_arrived_before_it_was_armed)
 {
-    struct one_watch o = { .calls = 0 };
+    struct one_watch o = {.calls = 0};
     unit_run(1, body_watch_remembers, &o);
     ck_assert_int_eq(o.calls, 1);
     ck_assert_int_eq(o.what, CORO_READ);
@@ -685,7 +695,7 @@ END_TEST
 static void *late_writer(void *arg)
 {
     struct one_watch *o = arg;
-    struct timespec ms = { 0, 1000000 };
+    struct timespec ms = {0, 1000000};
     for (int i = 0; i < 5000; i++) {
         struct coro_stats st;
         coro_stats_get(&st);
@@ -708,7 +718,7 @@ static void body_watch_keeps_alive(void *arg)
 
 START_TEST(coro_run_waits_for_an_armed_watch)
 {
-    struct one_watch o = { .calls = 0 };
+    struct one_watch o = {.calls = 0};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, late_writer, &o), 0);
     unit_run(1, body_watch_keeps_alive, &o);
@@ -734,7 +744,7 @@ static void body_watch_cancel_elsewhere(void *arg)
 
 START_TEST(watch_cancel_from_another_worker_aborts)
 {
-    struct one_watch o = { .calls = 0 };
+    struct one_watch o = {.calls = 0};
     unit_run(2, body_watch_cancel_elsewhere, &o);
 }
 END_TEST

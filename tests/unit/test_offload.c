@@ -22,7 +22,7 @@ static uint64_t mono_ms(void)
 
 static void block_ms(unsigned ms)
 {
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
@@ -108,7 +108,7 @@ static void body_worker_not_blocked(void *arg)
 
 START_TEST(worker_runs_other_coroutines_during_a_200ms_offload)
 {
-    struct slow s = { .rc = -2 };
+    struct slow s = {.rc = -2};
     unit_run(1, body_worker_not_blocked, &s);
     ck_assert_int_eq(s.rc, 0);
     ck_assert_uint_lt(s.t_sleep, 150);
@@ -156,7 +156,7 @@ static void body_cancel(void *arg)
 
 START_TEST(cancelled_caller_waits_for_fn_then_gets_ecanceled)
 {
-    struct cancelled_call c = { .rc = -2 };
+    struct cancelled_call c = {.rc = -2};
     unit_run(2, body_cancel, &c);
     ck_assert_int_eq(c.rc, -1);
     ck_assert_int_eq(c.err, ECANCELED);
@@ -189,7 +189,7 @@ static void body_precancel(void *arg)
 
 START_TEST(already_cancelled_caller_gets_ecanceled_without_running_fn)
 {
-    struct precancel p = { .rc = -2 };
+    struct precancel p = {.rc = -2};
     unit_run(1, body_precancel, &p);
     ck_assert_int_eq(p.rc, -1);
     ck_assert_int_eq(p.err, ECANCELED);
@@ -234,7 +234,7 @@ static void body_many(void *arg)
 
 START_TEST(many_concurrent_offloads_share_2x_workers_threads)
 {
-    struct many m = { .failed = 0 };
+    struct many m = {.failed = 0};
     unit_run(2, body_many, &m);
     ck_assert_int_eq(atomic_load(&m.failed), 0);
     ck_assert_int_eq(atomic_load(&m.done), NCALLS);
