@@ -4,16 +4,28 @@
  * when full and writes stdout as fast as the consumer takes it.
  *
  * Memory is one allocation of -m bytes cut into blocks. A reader coroutine
- * fills free blocks and a writer coroutine drains full ones; they trade
- * block indices through two channels (free and full), so no block is
- * allocated or copied per transfer and the producer blocks exactly when no
- * block is free. With two or more CPUs the two run on different workers, so
- * the kernel copies in and out overlap. Memory never exceeds -m: a block is
- * either free, being filled, queued or being written.
+ * fills free blocks and a writer coroutine drains full ones; full block
+ * indices go to the writer through a channel and come back on a stack of
+ * free blocks counted by a semaphore, so no block is allocated or copied per
+ * transfer and the producer blocks exactly when no block is free. Memory
+ * never exceeds -m: a block is free, being filled, queued or being written.
+ *
+ * The free blocks are a stack, not a queue, so while the consumer keeps up
+ * the same few blocks are reused and stay in the CPU cache (and pages never
+ * touched stay out of RSS); cycling through all 64 MiB costs about a third
+ * more time. Both coroutines run on one worker: that makes the stack safe
+ * without a lock, and measured faster than two workers, whose cross-thread
+ * wakeups per block cost more than the overlap of the two copies gains.
  *
  * stdin and stdout are switched to O_NONBLOCK for coroutine I/O and their
  * flags restored at exit (and on SIGINT/SIGTERM/SIGHUP), since a terminal
  * or an inherited pipe end is shared with other processes.
+ *
+ * When nothing is buffered and one side is a pipe, the reader moves data
+ * with splice(2) straight from stdin to stdout (no copy through user
+ * space, as pv does) and falls back to the blocks as soon as splice would
+ * block: order is kept because splicing happens only with every block
+ * free, i.e. everything read before has been written.
  *
  * A consumer that goes away (EPIPE) ends the run quietly by SIGPIPE, as it
  * ends `cat`, so the shell reports 141 and `set -o pipefail` sees it.
@@ -21,6 +33,7 @@
  */
 #include "config.h"
 
+#define _GNU_SOURCE 1 /* splice */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -35,6 +48,7 @@
 #include "coro/chan.h"
 #include "coro/coro.h"
 #include "coro/io.h"
+#include "coro/sync.h"
 #include "cli.h"
 
 #define BUF_DEFAULT_MEM (64u << 20)
@@ -50,13 +64,17 @@ struct buf {
     char *mem;
     size_t block, nblocks;
     uint32_t *len;             /* bytes held by each block */
-    chan_t *free_ch, *full_ch; /* uint32_t block indices */
+    chan_t *full_ch;           /* uint32_t indices of blocks to write */
+    uint32_t *free_stk;        /* indices of free blocks (top: most recent) */
+    size_t nfree;
+    coro_sem_t free_sem;       /* counts free_stk */
     _Atomic uint64_t in, out;  /* bytes read from stdin, written to stdout */
     _Atomic uint64_t peak;     /* highest in - out seen by the reader */
     uint64_t blocked_ns;       /* reader waiting for a free block */
     int rerr, werr;            /* errno of a failed read / write, 0 */
     coro_t *reader;
-    int tty, stats, workers;
+    int tty, stats, sem_ok;
+    int direct;                /* splice(2) still worth trying */
 };
 
 /* Original fd flags of stdin/stdout, restored by the signal handler too. */
@@ -103,17 +121,18 @@ static int fl_nonblock(void)
     return 0;
 }
 
-/* A free block, or -1 when the writer has gone (EPIPE) or on cancel. */
+/* A free block, or -1/ECANCELED when the writer has gone. */
 static int take_free(struct buf *b, uint32_t *i)
 {
-    uint64_t t0;
-
-    if (chan_try_recv(b->free_ch, i) == 0)
-        return 0;
-    t0 = now_ns();
-    int r = chan_recv(b->free_ch, i);
-    b->blocked_ns += now_ns() - t0;
-    return r;
+    if (coro_sem_trywait(&b->free_sem) < 0) {
+        uint64_t t0 = now_ns();
+        int r = coro_sem_wait(&b->free_sem);
+        b->blocked_ns += now_ns() - t0;
+        if (r < 0)
+            return -1;
+    }
+    *i = b->free_stk[--b->nfree];
+    return 0;
 }
 
 /*
@@ -152,13 +171,42 @@ static ssize_t fill(struct buf *b, uint32_t i, int *eof)
     return (ssize_t)off;
 }
 
+/*
+ * With the buffer empty, move what stdin has straight to stdout: 1 when
+ * data moved (or EOF), 0 when the caller should read into a block instead
+ * (splice would block on either side, or cannot join these fds: then it is
+ * not tried again and the block path meets any real error itself).
+ */
+static int splice_direct(struct buf *b, int *eof)
+{
+    ssize_t n = splice(0, NULL, 1, NULL, b->block, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+    if (n > 0) {
+        atomic_fetch_add_explicit(&b->in, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->out, (uint64_t)n, memory_order_relaxed);
+        coro_yield(); /* the progress line */
+        return 1;
+    }
+    if (n == 0) {
+        *eof = 1;
+        return 1;
+    }
+    if (errno != EAGAIN && errno != EINTR)
+        b->direct = 0;
+    return 0;
+}
+
 static void reader(void *arg)
 {
     struct buf *b = arg;
     int eof = 0;
     uint32_t i;
 
-    while (!eof && take_free(b, &i) == 0) {
+    while (!eof) {
+        if (b->direct && b->nfree == b->nblocks && splice_direct(b, &eof))
+            continue;
+        if (take_free(b, &i) < 0)
+            break;
         ssize_t n = fill(b, i, &eof);
         if (n < 0) {
             if (errno != ECANCELED)
@@ -174,6 +222,10 @@ static void reader(void *arg)
             atomic_store_explicit(&b->peak, fillb, memory_order_relaxed);
         if (chan_send(b->full_ch, &i) < 0)
             break;
+        /* Let the writer take the block now: input that never blocks (a
+         * file) would otherwise fill the whole buffer before a first write,
+         * and a block written at once comes back still in cache. */
+        coro_yield();
     }
     chan_close(b->full_ch);
 }
@@ -189,12 +241,12 @@ static void writer(void *arg)
             break;
         }
         atomic_fetch_add_explicit(&b->out, b->len[i], memory_order_relaxed);
-        if (chan_send(b->free_ch, &i) < 0)
-            break;
+        b->free_stk[b->nfree++] = i;
+        coro_sem_post(&b->free_sem);
     }
     /* The reader may be parked on stdin with a producer that is silent:
-     * stop it rather than wait for input that can no longer go anywhere. */
-    chan_close(b->free_ch);
+     * stop it rather than wait for input that can no longer go anywhere.
+     * (After a normal EOF the reader has ended and this is a no-op.) */
     if (b->werr)
         coro_cancel(b->reader);
 }
@@ -227,7 +279,7 @@ static void run(void *arg)
     coro_t *w, *p = NULL;
 
     b->reader = coro_spawn_on(0, reader, b);
-    w = b->reader ? coro_spawn_on(b->workers > 1 ? 1 : 0, writer, b) : NULL;
+    w = b->reader ? coro_spawn_on(0, writer, b) : NULL;
     if (!w) {
         b->rerr = errno;
         if (b->reader) {
@@ -328,13 +380,16 @@ static int setup(struct buf *b)
 {
     b->mem = malloc(b->nblocks * b->block);
     b->len = calloc(b->nblocks, sizeof *b->len);
-    b->free_ch = chan_new(sizeof(uint32_t), b->nblocks);
+    b->free_stk = malloc(b->nblocks * sizeof *b->free_stk);
     b->full_ch = chan_new(sizeof(uint32_t), b->nblocks);
-    if (!b->mem || !b->len || !b->free_ch || !b->full_ch)
+    if (!b->mem || !b->len || !b->free_stk || !b->full_ch || coro_sem_init(&b->free_sem, b->nblocks) < 0)
         return -1;
-    for (uint32_t i = 0; i < b->nblocks; i++)
-        if (chan_try_send(b->free_ch, &i) < 0)
-            return -1;
+    /* Block 0 on top: the first blocks used are the first in memory. */
+    for (size_t i = 0; i < b->nblocks; i++)
+        b->free_stk[i] = (uint32_t)(b->nblocks - 1 - i);
+    b->nfree = b->nblocks;
+    b->sem_ok = 1;
+    b->direct = 1;
     return 0;
 }
 
@@ -342,8 +397,9 @@ static void teardown(struct buf *b)
 {
     free(b->mem);
     free(b->len);
-    if (b->free_ch)
-        chan_free(b->free_ch);
+    free(b->free_stk);
+    if (b->sem_ok)
+        coro_sem_fini(&b->free_sem);
     if (b->full_ch)
         chan_free(b->full_ch);
 }
@@ -387,10 +443,7 @@ int cmd_buffer(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     coro_config_default(&cfg);
-    cfg.workers = cfg.workers > 1 ? 2 : 1;
-    if (getenv("CORO_BUFFER_WORKERS"))
-        cfg.workers = (unsigned)atoi(getenv("CORO_BUFFER_WORKERS"));
-    b.workers = (int)cfg.workers;
+    cfg.workers = 1;
     t0 = now_ns();
     if (coro_run(&cfg, run, &b) < 0) {
         cli_warn("buffer: cannot start the runtime");
