@@ -5,6 +5,7 @@
  * OpenSSL API into a temporary directory, so nothing secret or expiring is
  * committed; all traffic stays on 127.0.0.1.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -118,18 +119,20 @@ static void certs_setup(void)
     EVP_PKEY_free(ca2key);
 }
 
+/* Remove everything in tmpdir, including what a failed test left behind. */
 static void certs_teardown(void)
 {
-    static const char *names[] = {"ca", "ca2", "srv", "srv2", "a", "wild", "untrusted",
-                                  "client"};
-    char path[160];
+    DIR *d = opendir(tmpdir);
+    struct dirent *de;
+    char path[400];
 
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s.pem", tmpdir, names[i]);
-        unlink(path);
-        snprintf(path, sizeof(path), "%s/%s.key", tmpdir, names[i]);
-        unlink(path);
-    }
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.') {
+            snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name);
+            unlink(path);
+        }
+    if (d)
+        closedir(d);
     rmdir(tmpdir);
 }
 
