@@ -52,9 +52,15 @@ __attribute__((format(printf, 1, 2))) void cli_warn(const char *fmt, ...);
 int cli_parse_size(const char *s, uint64_t *out);  /* cli/size.c */
 const char *cli_fmt_size(char *buf, size_t len, double bytes);
 
+/* Durations "500ms", "5s", "2m", "1h", "1.5s" (bare number = seconds) and rates
+ * "N/s", "N/min", "N/10s": 0, or -1/EINVAL. */
+int cli_parse_duration_ms(const char *s, uint64_t *out);  /* cli/duration.c */
+int cli_parse_rate(const char *s, uint64_t *count, uint64_t *interval_ms);
+
 /* Subcommands (one file each). */
 int cmd_bench(int argc, char **argv);      /* cli/main.c: nested table of benches */
 int bench_runtime(int argc, char **argv);  /* cli/bench_runtime.c */
 int cmd_buffer(int argc, char **argv);     /* cli/buffer.c */
+int cmd_limit(int argc, char **argv);      /* cli/limit.c */
 
 #endif

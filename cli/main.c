@@ -22,6 +22,7 @@ static const struct cli_cmd bench_cmds[] = {
 static const struct cli_cmd cmds[] = {
     {"bench", cmd_bench, "run a benchmark side by side with its peers (coro bench --help)"},
     {"buffer", cmd_buffer, "bounded buffer between a producer and a consumer (like mbuffer)"},
+    {"limit", cmd_limit, "pass stdin lines through at a rate, per key if asked"},
     {NULL, NULL, NULL},
 };
 
