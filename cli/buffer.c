@@ -33,7 +33,6 @@
  */
 #include "config.h"
 
-#define _GNU_SOURCE 1 /* splice */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

@@ -21,6 +21,7 @@ static const struct cli_cmd bench_cmds[] = {
 /* Top-level subcommands, in the order `coro --help` lists them. */
 static const struct cli_cmd cmds[] = {
     {"bench", cmd_bench, "run a benchmark side by side with its peers (coro bench --help)"},
+    {"pipeline", cmd_pipeline, "multi-stage pipeline of line records, N worker processes per stage"},
     {"buffer", cmd_buffer, "bounded buffer between a producer and a consumer (like mbuffer)"},
     {"limit", cmd_limit, "pass stdin lines through at a rate, per key if asked"},
     {NULL, NULL, NULL},
