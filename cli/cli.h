@@ -60,6 +60,7 @@ int cli_parse_rate(const char *s, uint64_t *count, uint64_t *interval_ms);
 /* Subcommands (one file each). */
 int cmd_bench(int argc, char **argv);      /* cli/main.c: nested table of benches */
 int bench_runtime(int argc, char **argv);  /* cli/bench_runtime.c */
+int cmd_parallel(int argc, char **argv);   /* cli/parallel.c */
 int cmd_buffer(int argc, char **argv);     /* cli/buffer.c */
 int cmd_pipeline(int argc, char **argv);   /* cli/pipeline*.c */
 int cmd_limit(int argc, char **argv);      /* cli/limit.c */

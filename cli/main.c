@@ -24,6 +24,7 @@ static const struct cli_cmd cmds[] = {
     {"pipeline", cmd_pipeline, "multi-stage pipeline of line records, N worker processes per stage"},
     {"buffer", cmd_buffer, "bounded buffer between a producer and a consumer (like mbuffer)"},
     {"limit", cmd_limit, "pass stdin lines through at a rate, per key if asked"},
+    {"parallel", cmd_parallel, "run a command per input line or ::: value, many at once"},
     {NULL, NULL, NULL},
 };
 

@@ -207,6 +207,11 @@ int coro_proc_stderr(const coro_proc_t *p)
     return p->fd[2];
 }
 
+int coro_proc_pidfd(const coro_proc_t *p)
+{
+    return p->pidfd;
+}
+
 void coro_proc_close_stdin(coro_proc_t *p)
 {
     close_fd(&p->fd[0]);

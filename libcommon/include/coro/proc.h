@@ -45,6 +45,10 @@ int coro_proc_stdin(const coro_proc_t *p);
 int coro_proc_stdout(const coro_proc_t *p);
 int coro_proc_stderr(const coro_proc_t *p);
 void coro_proc_close_stdin(coro_proc_t *p);
+/* A pidfd that turns readable when the process ends (for waiting on it
+ * together with other fds, e.g. in an epoll set), or -1 on kernels without
+ * pidfd_open. Owned by p. */
+int coro_proc_pidfd(const coro_proc_t *p);
 /*
  * Wait for the process to end: 0 with *status as from waitpid (use
  * WIFEXITED...), or -1 with ETIMEDOUT (still running) or ECANCELED.
