@@ -64,5 +64,6 @@ int cmd_parallel(int argc, char **argv);   /* cli/parallel.c */
 int cmd_buffer(int argc, char **argv);     /* cli/buffer.c */
 int cmd_pipeline(int argc, char **argv);   /* cli/pipeline*.c */
 int cmd_limit(int argc, char **argv);      /* cli/limit.c */
+int cmd_retry(int argc, char **argv);      /* cli/retry.c */
 
 #endif

@@ -25,6 +25,7 @@ static const struct cli_cmd cmds[] = {
     {"buffer", cmd_buffer, "bounded buffer between a producer and a consumer (like mbuffer)"},
     {"limit", cmd_limit, "pass stdin lines through at a rate, per key if asked"},
     {"parallel", cmd_parallel, "run a command per input line or ::: value, many at once"},
+    {"retry", cmd_retry, "run a command again on failure, with backoff and a circuit breaker"},
     {NULL, NULL, NULL},
 };
 
