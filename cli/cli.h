@@ -65,5 +65,6 @@ int cmd_buffer(int argc, char **argv);     /* cli/buffer.c */
 int cmd_pipeline(int argc, char **argv);   /* cli/pipeline*.c */
 int cmd_limit(int argc, char **argv);      /* cli/limit.c */
 int cmd_retry(int argc, char **argv);      /* cli/retry.c */
+int cmd_passwd(int argc, char **argv);     /* cli/passwd.c */
 
 #endif

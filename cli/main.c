@@ -26,6 +26,7 @@ static const struct cli_cmd cmds[] = {
     {"limit", cmd_limit, "pass stdin lines through at a rate, per key if asked"},
     {"parallel", cmd_parallel, "run a command per input line or ::: value, many at once"},
     {"retry", cmd_retry, "run a command again on failure, with backoff and a circuit breaker"},
+    {"passwd", cmd_passwd, "manage a broker password file (PBKDF2-SHA512)"},
     {NULL, NULL, NULL},
 };
 
