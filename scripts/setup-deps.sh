@@ -6,7 +6,8 @@
 set -eu
 
 pkgs="build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev
-libcurl4-openssl-dev libinih-dev check libsystemd-dev valgrind clang"
+libcurl4-openssl-dev libinih-dev check libsystemd-dev valgrind clang
+curl python3"
 if [ "${1:-}" = --aarch64 ]; then
     pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user file"
 fi
