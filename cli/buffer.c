@@ -229,13 +229,32 @@ static void reader(void *arg)
     chan_close(b->full_ch);
 }
 
+/* write(2) until done, parking on EAGAIN. Not coro_write_all: that tries
+ * send() first (for MSG_NOSIGNAL), one failing syscall per block on a pipe. */
+static int write_block(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(1, p, n);
+        if (w >= 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (errno == EAGAIN) {
+            if (coro_wait_fd(1, CORO_WRITE, -1) < 0)
+                return -1;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void writer(void *arg)
 {
     struct buf *b = arg;
     uint32_t i;
 
     while (chan_recv(b->full_ch, &i) == 0) {
-        if (coro_write_all(1, b->mem + (size_t)i * b->block, b->len[i], -1) < 0) {
+        if (write_block(b->mem + (size_t)i * b->block, b->len[i]) < 0) {
             b->werr = errno;
             break;
         }
