@@ -24,20 +24,20 @@ static const struct conf_key runtime_keys[] = {
      "coroutine stacks kept for reuse per worker", NULL},
     {"shutdown_timeout", CONF_DURATION, C(shutdown_timeout_ms), "10s", 0, 3600000, NULL, 0,
      "on SIGTERM, how long open connections may finish before they are closed", NULL},
-    {NULL},
+    {0},
 };
 
 static const struct conf_key log_keys[] = {
     {"level", CONF_ENUM, C(log_level), "info", 0, 0, conf__log_levels, 0,
      "least important messages logged", NULL},
-    {NULL},
+    {0},
 };
 
 /* The default comes from the daemon's schema (admin_default). */
 static const struct conf_key admin_keys[] = {
     {"listen", CONF_ADDR, C(admin_listen), NULL, 0, 0, NULL, 0,
      "address of the HTTP endpoint serving /metrics and /healthz; empty = off", NULL},
-    {NULL},
+    {0},
 };
 
 const struct conf_section conf__common_sections[] = {
@@ -46,5 +46,5 @@ const struct conf_section conf__common_sections[] = {
      NULL},
     {"admin", 0, 0, 0, admin_keys, "administration endpoint (Prometheus metrics, health check)",
      NULL},
-    {NULL},
+    {0},
 };

@@ -52,7 +52,7 @@ static const struct conf_key main_keys[] = {
     {"dir", CONF_PATH, M(dir), "/var/lib/t", 0, 0, NULL, 0, "a dir", NULL},
     {"addr", CONF_ADDR, M(addr), "127.0.0.1:80", 0, 0, NULL, 0, "an address", NULL},
     {"peers", CONF_ADDR_LIST, M(peers), "", 0, 0, NULL, 0, "peers", NULL},
-    {NULL},
+    {0},
 };
 
 #define L(member) CONF_FIELD(struct t_listener, member)
@@ -60,14 +60,14 @@ static const struct conf_key listener_keys[] = {
     {"listen", CONF_ADDR, L(listen), NULL, 0, 0, NULL, CONF_REQUIRED, "where", "127.0.0.1:1883"},
     {"backlog", CONF_INT, L(backlog), "128", 1, 65535, NULL, 0, "backlog", NULL},
     {"anonymous", CONF_BOOL, L(anonymous), "yes", 0, 0, NULL, 0, "anonymous", NULL},
-    {NULL},
+    {0},
 };
 
 static const struct conf_section sections[] = {
     {"main", 0, offsetof(struct t_conf, main), 0, main_keys, "main things", NULL},
     {"listener", CONF_NAMED, offsetof(struct t_conf, listeners), sizeof(struct t_listener),
      listener_keys, "listeners", "default"},
-    {NULL},
+    {0},
 };
 
 static const struct conf_schema schema = {"test", sizeof(struct t_conf), sections,

@@ -26,20 +26,20 @@ struct testd_conf {
 static const struct conf_key echo_keys[] = {
     {"greeting", CONF_STRING, CONF_FIELD(struct testd_conf, echo.greeting), NULL, 0, 0, NULL, 0,
      "line sent to each new connection; empty = none", NULL},
-    {NULL},
+    {0},
 };
 
 static const struct conf_key listener_keys[] = {
     {"listen", CONF_ADDR, CONF_FIELD(struct echo_listener, listen), NULL, 0, 0, NULL,
      CONF_REQUIRED, "address to accept echo connections on", "127.0.0.1:7777"},
-    {NULL},
+    {0},
 };
 
 static const struct conf_section sections[] = {
     {"echo", 0, 0, 0, echo_keys, "echo service", NULL},
     {"listener", CONF_NAMED, offsetof(struct testd_conf, listeners), sizeof(struct echo_listener),
      listener_keys, "echo listeners", "main"},
-    {NULL},
+    {0},
 };
 
 static const struct conf_schema schema = {"testd", sizeof(struct testd_conf), sections,

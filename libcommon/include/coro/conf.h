@@ -131,14 +131,14 @@ struct conf_section {
     unsigned flags;
     size_t offset;
     size_t instance_size;
-    const struct conf_key *keys; /* terminated by {NULL} */
+    const struct conf_key *keys; /* terminated by {0} (clang warns on {NULL}) */
     const char *doc;
     const char *example;
 };
 
 /*
  * A daemon's schema: its config struct (`size` bytes, zeroed then filled
- * with defaults) and its sections, terminated by {NULL}. The common
+ * with defaults) and its sections, terminated by {0}. The common
  * sections [runtime], [log] and [admin] are added by the loader and land
  * in conf_t.common; `admin_default` is this daemon's default for
  * [admin] listen ("" = admin endpoint off).
