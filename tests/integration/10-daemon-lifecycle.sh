@@ -57,6 +57,11 @@ $T/bad.ini:3: [listener.x] listen: missing required key"
 "$TESTD" -c "$T/bad.ini" 2>/dev/null
 expect_eq "start with a bad config" "$?" 78
 
+# the generated defaults are a valid config
+"$TESTD" --dump-config >"$T/dump.ini" || fail "--dump-config exited $?"
+"$TESTD" -t -c "$T/dump.ini" >/dev/null || fail "--dump-config output does not pass -t"
+grep -q '^listen = 127.0.0.1:7777$' "$T/dump.ini" || fail "example listener missing from dump"
+
 # systemd's notify socket, played by python: one line per datagram
 python3 - "$T/notify" "$T/notify.log" <<'PY' &
 import socket, sys, time

@@ -18,6 +18,11 @@
  *   --dump-config   print the annotated defaults (the shipped conf file)
  *   --dump-man      print the config key list as man(7) markup
  *
+ * Shipped files come from the schema: a daemon's Makefile fragment
+ * regenerates conf/coro-NAME.ini with `coro-NAME --dump-config` (and the
+ * key list of coro-NAME.ini(5) with --dump-man), and an integration test
+ * `cmp`s the output with the shipped file so they cannot drift.
+ *
  * Lifecycle, all in the runtime ([runtime] settings) on worker 0's main
  * coroutine:
  *   1. the admin endpoint ([admin] listen) is bound, if configured;
