@@ -84,6 +84,59 @@ bench_limit() {
                "coro limit", r, e, (e <= 2 && e >= -2) ? "met" : "MISSED"}'
 }
 
+# ---- buffer: 1 GiB through coro buffer vs mbuffer vs pv -q ---------------------------
+# From a file and from a pipe (head -c 1G /dev/zero |), to /dev/null. Target:
+# coro's throughput >= 0.9x the best peer's (best peer time / coro time).
+bench_buffer() {
+    for p in mbuffer pv; do
+        command -v $p >/dev/null 2>&1 ||
+            { echo "buffer: $p not installed (scripts/setup-deps.sh installs it)"; return 0; }
+    done
+    head -c 1G /dev/zero > "$tmp/buffer.in"
+    for src in file pipe; do
+        if [ $src = file ]; then pre="" in="< $tmp/buffer.in"; else pre="head -c 1G /dev/zero |" in=""; fi
+        echo "buffer: 1 GiB from a $src to /dev/null, median of $RUNS runs"
+        c=$(median_of "$pre $CORO buffer $in > /dev/null")
+        m=$(median_of "$pre mbuffer -q -m 64M $in > /dev/null")
+        p=$(median_of "$pre pv -q $in > /dev/null")
+        printf '  %-14s %8.3f s\n' "coro buffer" "$c" "mbuffer" "$m" "pv -q" "$p"
+        best=$(printf '%s\n' "$m" "$p" | sort -g | head -1)
+        ratio "best peer/coro" "$best" "$c" ">= 0.90"
+    done
+    rm -f "$tmp/buffer.in"
+}
+
+# ---- pipeline: 3 stages, the middle one 4x slower, N=4 for it ---------------------------
+# coro pipeline vs the same commands as a shell pipe a | b | c. Two kinds of
+# per-record cost: CPU (a mawk loop; `mawk -W interactive` answers line by
+# line as the pipeline contract asks, the shell pipe gets plain mawk) and
+# waiting (python sleeping per record: a lookup, a remote call). Target:
+# >= 3x the shell pipe's throughput (shell time / coro time). With CPU-bound
+# stages the gain cannot exceed what the CPUs allow: on 2 CPUs the shell pipe
+# already runs a and c beside b, so the bound is 6 units / 2 CPUs = 3 units a
+# record against b's 4 (1.33x).
+bench_pipeline() {
+    k=2000
+    seq 10000 > "$tmp/pl.cpu"
+    a="{ for (i = 0; i < $k; i++); print }" b="{ for (i = 0; i < 4 * $k; i++); print }"
+    echo "pipeline, CPU-bound: 10,000 records, mawk loop, middle 4x ($(nproc) CPUs), median of $RUNS runs"
+    c=$(median_of "$CORO pipeline --stage \"mawk -W interactive '$a'\" \
+        --stage \"mawk -W interactive '$b':4\" --stage \"mawk -W interactive '$a'\" < $tmp/pl.cpu")
+    s=$(median_of "mawk '$a' < $tmp/pl.cpu | mawk '$b' | mawk '$a'")
+    printf '  %-22s %8.3f s\n' "coro pipeline 1,4,1" "$c" "shell a | b | c" "$s"
+    ratio "shell/coro" "$s" "$c" ">= 3.00 (CPU bound: <= 1.33 on 2 CPUs)"
+    seq 1000 > "$tmp/pl.wait"
+    w1="import sys, time
+for l in sys.stdin: time.sleep(0.001); sys.stdout.write(l)"
+    w4=${w1/0.001/0.004}
+    echo "pipeline, wait-bound: 1,000 records, sleep 1 / 4 / 1 ms per record, median of $RUNS runs"
+    c=$(median_of "$CORO pipeline --stage \"python3 -uc '$w1'\" --stage \"python3 -uc '$w4':4\" \
+        --stage \"python3 -uc '$w1'\" < $tmp/pl.wait")
+    s=$(median_of "python3 -uc '$w1' < $tmp/pl.wait | python3 -uc '$w4' | python3 -uc '$w1'")
+    printf '  %-22s %8.3f s\n' "coro pipeline 1,4,1" "$c" "shell a | b | c" "$s"
+    ratio "shell/coro" "$s" "$c" ">= 3.00"
+}
+
 # ---- main ------------------------------------------------------------------------
 sections=${*:-$(declare -F | awk '$3 ~ /^bench_/ {sub(/^bench_/, "", $3); print $3}')}
 for s in $sections; do

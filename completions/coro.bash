@@ -14,6 +14,8 @@ _coro_values()
     limit:--algorithm | limit:-a) echo "token-bucket sliding-window" ;;
     retry:--jitter | retry:-J) echo "full equal none" ;;
     retry:--breaker | retry:-B) return 2 ;;   # a file
+    buffer:--memory | buffer:-m | buffer:--block | buffer:-s) echo "64k 1M 16M 64M 256M 1G" ;;
+    pipeline:--buffer | pipeline:-b) echo "64 1024 10000" ;;
     *:--rate | *:-r) echo "10/s 100/s 1000/s 60/min" ;;
     *:--joblog | *:--results | *:--breaker) return 2 ;;
     *) return 1 ;;
