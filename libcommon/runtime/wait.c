@@ -123,10 +123,12 @@ int coro__park(struct coro_waiter *w, int64_t timeout_ms, int flags)
         evtimer_assign(&timer, wk->base, timeout_cb, w);
         evtimer_add(&timer, &tv);
     }
-    while (atomic_load_explicit(&w->state, memory_order_acquire) != CORO_W_DONE) {
+    /* Whoever claimed w makes us ready exactly once, even if it marked w
+     * done before we got here: so always switch out, and take that ready. */
+    do {
         c->state = CORO_PARKED;
         coro__switch_out(wk);
-    }
+    } while (atomic_load_explicit(&w->state, memory_order_acquire) != CORO_W_DONE);
     if (timeout_ms > 0)
         evtimer_del(&timer);
     c->cur_wait = NULL;

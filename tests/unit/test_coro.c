@@ -179,12 +179,15 @@ START_TEST(spawn_on_runs_on_that_worker)
 }
 END_TEST
 
+static volatile uint64_t sink;
+static volatile uint64_t *arg_sink = &sink;
 static void busy(void *arg)
 {
     record_worker(NULL);
     volatile uint64_t x = 0;
     for (int i = 0; i < 2000000; i++)
-        x += (uint64_t)i;
+        x = x + (uint64_t)i;
+    *(volatile uint64_t *)arg_sink = x;
 }
 static uint64_t steals;
 static void steal_main(void *arg)
