@@ -16,6 +16,12 @@ _coro_values()
     retry:--breaker | retry:-B) return 2 ;;   # a file
     buffer:--memory | buffer:-m | buffer:--block | buffer:-s) echo "64k 1M 16M 64M 256M 1G" ;;
     pipeline:--buffer | pipeline:-b) echo "64 1024 10000" ;;
+    parallel:--jobs | parallel:-j) echo "1 2 4 8 16 0 2..8" ;;
+    parallel:--halt) echo "never now,fail=1 soon,fail=1 now,success=1 soon,fail=10%" ;;
+    parallel:--timeout) echo "500ms 1s 10s 1m" ;;
+    parallel:--retries) echo "2 3 5" ;;
+    parallel:--backoff) echo "100ms..10s 10ms..1s" ;;
+    parallel:--arg-file | parallel:-a) return 2 ;;
     *:--rate | *:-r) echo "10/s 100/s 1000/s 60/min" ;;
     *:--joblog | *:--results | *:--breaker) return 2 ;;
     *) return 1 ;;
@@ -70,6 +76,24 @@ _coro()
     elif [ $rc -eq 2 ]; then
         _coro_files
         return
+    fi
+
+    # parallel: the first word that is not an option (or its value) is the
+    # command; after it, files (and ::: values).
+    if [ "$sub" = parallel ] && [[ "$cur" != -* ]]; then
+        local seen=0
+        for ((i = 2; i < cword; i++)); do
+            case "${words[i]}" in
+            -j | --jobs | -a | --arg-file | --timeout | --retries | --backoff | --halt | \
+                --joblog | --results) ((i++)) ;;
+            -*) ;;
+            *) seen=1 ;;
+            esac
+        done
+        if [ $seen -eq 0 ]; then
+            COMPREPLY=($(compgen -c -- "$cur"))
+            return
+        fi
     fi
 
     if [[ "$cur" == -* ]]; then
