@@ -266,28 +266,33 @@ START_TEST(sleep_is_accurate)
 END_TEST
 
 static atomic_int woke;
+static uint64_t wake_at;
 static void sleeper(void *arg)
 {
-    if (coro_sleep_ms(2000) == 0)
+    uint64_t now = now_ms();
+    if (coro_sleep_ms(wake_at > now ? wake_at - now : 1) == 0)
         atomic_fetch_add(&woke, 1);
 }
 static void hundred_k(void *arg)
 {
-    uint64_t t0 = now_ms();
+    /* One worker: all 100,000 are queued before any starts, then each
+     * parks on its own timer until a common instant, however slow the
+     * machine (sanitizers, valgrind, qemu) is at spawning them. */
     for (int i = 0; i < 100000; i++)
         coro_detach(coro_spawn(sleeper, NULL));
+    wake_at = now_ms() + 300;
     struct coro_stats st;
     coro_stats_get(&st);
-    ck_assert_uint_lt(now_ms() - t0, 2000); /* all spawned while the first still sleep */
-    ck_assert_uint_ge(st.alive, 100000);
-    while (atomic_load(&woke) < 100000 && now_ms() - t0 < 20000)
+    ck_assert_uint_ge(st.alive, 100001);
+    uint64_t t0 = now_ms();
+    while (atomic_load(&woke) < 100000 && now_ms() - t0 < 60000)
         coro_sleep_ms(20);
 }
 
 START_TEST(hundred_thousand_parked_woken_by_timers)
 {
     atomic_store(&woke, 0);
-    unit_run(2, hundred_k, NULL);
+    unit_run(1, hundred_k, NULL);
     ck_assert_int_eq(atomic_load(&woke), 100000);
 }
 END_TEST
