@@ -285,6 +285,7 @@ static Suite *make_suite(void)
 {
     Suite *s = suite_create("breaker");
     TCase *tc = tcase_create("memory");
+    tcase_set_timeout(tc, UNIT_TIMEOUT);
     tcase_add_test(tc, opens_after_n_consecutive_failures);
     tcase_add_test(tc, ratio_rule_needs_a_full_window);
     tcase_add_test(tc, half_open_single_probe_success_closes);

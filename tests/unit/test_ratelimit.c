@@ -299,6 +299,7 @@ static Suite *make_suite(void)
 {
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("arithmetic");
+    tcase_set_timeout(tc, UNIT_TIMEOUT);
     tcase_add_test(tc, bucket_starts_full_then_spaces_grants);
     tcase_add_test(tc, bucket_fractional_rate_does_not_drift);
     tcase_add_test(tc, window_exactly_n_pass_n_plus_one_waits);
