@@ -130,8 +130,10 @@ START_TEST(new_rejects_bad_conf)
 END_TEST
 
 /* Real time: after the initial burst, `rate` acquires in a loop must take
- * one second within 5%. The runtime's timers fire up to a few ms late
- * (libevent's coarse clock), so the buckets get a burst that absorbs it. */
+ * one second within 5%. The runtime's timers fire a few ms late (libevent's
+ * coarse clock), and much later on a loaded machine (sanitizer builds next
+ * door): the buckets get a burst of 100 ms worth to absorb that, and each
+ * sliding window (which loses the lateness once per window) lasts 0.5-1 s. */
 struct accuracy {
     enum coro_rl_algo algo;
     uint64_t rate, burst, grants, elapsed_us;
@@ -166,14 +168,14 @@ static void check_accuracy(enum coro_rl_algo algo, uint64_t rate, uint64_t burst
 
 START_TEST(bucket_acquire_rate_within_5_percent)
 {
-    check_accuracy(CORO_RL_TOKEN_BUCKET, 200, 4);
-    check_accuracy(CORO_RL_TOKEN_BUCKET, 1000, 10);
+    check_accuracy(CORO_RL_TOKEN_BUCKET, 200, 20);
+    check_accuracy(CORO_RL_TOKEN_BUCKET, 1000, 100);
 }
 END_TEST
 
 START_TEST(window_acquire_rate_within_5_percent)
 {
-    check_accuracy(CORO_RL_SLIDING_WINDOW, 500, 50);
+    check_accuracy(CORO_RL_SLIDING_WINDOW, 500, 250);
     check_accuracy(CORO_RL_SLIDING_WINDOW, 100, 0);
 }
 END_TEST
