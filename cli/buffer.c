@@ -62,18 +62,18 @@
 struct buf {
     char *mem;
     size_t block, nblocks;
-    uint32_t *len;             /* bytes held by each block */
-    chan_t *full_ch;           /* uint32_t indices of blocks to write */
-    uint32_t *free_stk;        /* indices of free blocks (top: most recent) */
+    uint32_t *len;      /* bytes held by each block */
+    chan_t *full_ch;    /* uint32_t indices of blocks to write */
+    uint32_t *free_stk; /* indices of free blocks (top: most recent) */
     size_t nfree;
-    coro_sem_t free_sem;       /* counts free_stk */
-    _Atomic uint64_t in, out;  /* bytes read from stdin, written to stdout */
-    _Atomic uint64_t peak;     /* highest in - out seen by the reader */
-    uint64_t blocked_ns;       /* reader waiting for a free block */
-    int rerr, werr;            /* errno of a failed read / write, 0 */
+    coro_sem_t free_sem;      /* counts free_stk */
+    _Atomic uint64_t in, out; /* bytes read from stdin, written to stdout */
+    _Atomic uint64_t peak;    /* highest in - out seen by the reader */
+    uint64_t blocked_ns;      /* reader waiting for a free block */
+    int rerr, werr;           /* errno of a failed read / write, 0 */
     coro_t *reader;
     int tty, stats, sem_ok;
-    int direct;                /* splice(2) still worth trying */
+    int direct; /* splice(2) still worth trying */
 };
 
 /* Original fd flags of stdin/stdout, restored by the signal handler too. */
@@ -335,21 +335,20 @@ static void print_stats(struct buf *b, double secs)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: coro buffer [-m SIZE] [-s SIZE] [--stats] [-q]\n"
-            "\n"
-            "Copy stdin to stdout through a bounded in-memory buffer (like mbuffer):\n"
-            "bursts are absorbed, the producer blocks when the buffer is full, and\n"
-            "stdout is written as fast as the consumer accepts it.\n"
-            "\n"
-            "  -m, --memory SIZE  buffer size (default 64M; k, M, G suffixes, binary)\n"
-            "  -s, --block SIZE   block size, the unit of reads and writes (default 64k)\n"
-            "      --stats        print a summary on stderr at the end\n"
-            "  -q, --quiet        no progress line (shown only when stderr is a TTY)\n"
-            "  -h, --help         this help\n"
-            "\n"
-            "Exit status: 0, 1 on a read or write error, 141 (SIGPIPE) when the\n"
-            "consumer closes its end early, 64 on a usage error.\n");
+    fprintf(out, "usage: coro buffer [-m SIZE] [-s SIZE] [--stats] [-q]\n"
+                 "\n"
+                 "Copy stdin to stdout through a bounded in-memory buffer (like mbuffer):\n"
+                 "bursts are absorbed, the producer blocks when the buffer is full, and\n"
+                 "stdout is written as fast as the consumer accepts it.\n"
+                 "\n"
+                 "  -m, --memory SIZE  buffer size (default 64M; k, M, G suffixes, binary)\n"
+                 "  -s, --block SIZE   block size, the unit of reads and writes (default 64k)\n"
+                 "      --stats        print a summary on stderr at the end\n"
+                 "  -q, --quiet        no progress line (shown only when stderr is a TTY)\n"
+                 "  -h, --help         this help\n"
+                 "\n"
+                 "Exit status: 0, 1 on a read or write error, 141 (SIGPIPE) when the\n"
+                 "consumer closes its end early, 64 on a usage error.\n");
 }
 
 static int parse_args(struct buf *b, int argc, char **argv, uint64_t *mem)
@@ -373,10 +372,18 @@ static int parse_args(struct buf *b, int argc, char **argv, uint64_t *mem)
                 return -1;
             }
             break;
-        case 'S': b->stats = 1; break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(stdout); exit(CLI_EX_OK);
-        default: usage(stderr); return -1;
+        case 'S':
+            b->stats = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(CLI_EX_OK);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -400,7 +407,8 @@ static int setup(struct buf *b)
     b->len = calloc(b->nblocks, sizeof *b->len);
     b->free_stk = malloc(b->nblocks * sizeof *b->free_stk);
     b->full_ch = chan_new(sizeof(uint32_t), b->nblocks);
-    if (!b->mem || !b->len || !b->free_stk || !b->full_ch || coro_sem_init(&b->free_sem, b->nblocks) < 0)
+    if (!b->mem || !b->len || !b->free_stk || !b->full_ch ||
+        coro_sem_init(&b->free_sem, b->nblocks) < 0)
         return -1;
     /* Block 0 on top: the first blocks used are the first in memory. */
     for (size_t i = 0; i < b->nblocks; i++)

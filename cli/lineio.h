@@ -16,7 +16,7 @@ struct lineio_reader {
     int fd;
     char *buf;
     size_t cap, start, end;
-    size_t max;      /* longest line accepted (E2BIG beyond) */
+    size_t max; /* longest line accepted (E2BIG beyond) */
     int eof;
 };
 

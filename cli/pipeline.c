@@ -245,29 +245,28 @@ static void pl_main(void *arg)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-        "usage: coro pipeline --stage 'CMD[:N]' [--stage 'CMD[:N]' ...] [-b N] [-k]\n"
-        "                     [--stats] [--json] [--inflight K] [--stall SEC]\n"
-        "\n"
-        "Run line records from stdin through stages of long-lived worker processes\n"
-        "(N per stage, /bin/sh -c CMD) and write the results to stdout. Each stage\n"
-        "command must answer every input line with exactly one output line and\n"
-        "flush it (awk '{...; fflush()}', sed -u, python3 -u, grep --line-buffered).\n"
-        "\n"
-        "  -s, --stage 'CMD[:N]'  add a stage of N workers (default 1)\n"
-        "  -b, --buffer N         records queued before each stage (default 1024)\n"
-        "  -k, --keep-order       write records in input order\n"
-        "      --inflight K       records written ahead to each worker (default 8)\n"
-        "      --stall SEC        fail a worker that holds records without answering\n"
-        "                         for SEC seconds (default 10, 0 = never)\n"
-        "      --stats            per-stage figures on stderr at the end\n"
-        "      --json             the same figures as one JSON object on stderr\n"
-        "  -h, --help             this help\n"
-        "\n"
-        "On a TTY, stderr shows one line per stage (records/s, queue depth, busy %%)\n"
-        "with the bottleneck marked. Exit status: 0; 1 when a worker failed (exit\n"
-        "status, died, broke the one-line contract) or on an I/O error; 130 on\n"
-        "SIGINT (workers are killed); 141 when stdout is closed early; 64 usage.\n");
+    fprintf(out, "usage: coro pipeline --stage 'CMD[:N]' [--stage 'CMD[:N]' ...] [-b N] [-k]\n"
+                 "                     [--stats] [--json] [--inflight K] [--stall SEC]\n"
+                 "\n"
+                 "Run line records from stdin through stages of long-lived worker processes\n"
+                 "(N per stage, /bin/sh -c CMD) and write the results to stdout. Each stage\n"
+                 "command must answer every input line with exactly one output line and\n"
+                 "flush it (awk '{...; fflush()}', sed -u, python3 -u, grep --line-buffered).\n"
+                 "\n"
+                 "  -s, --stage 'CMD[:N]'  add a stage of N workers (default 1)\n"
+                 "  -b, --buffer N         records queued before each stage (default 1024)\n"
+                 "  -k, --keep-order       write records in input order\n"
+                 "      --inflight K       records written ahead to each worker (default 8)\n"
+                 "      --stall SEC        fail a worker that holds records without answering\n"
+                 "                         for SEC seconds (default 10, 0 = never)\n"
+                 "      --stats            per-stage figures on stderr at the end\n"
+                 "      --json             the same figures as one JSON object on stderr\n"
+                 "  -h, --help             this help\n"
+                 "\n"
+                 "On a TTY, stderr shows one line per stage (records/s, queue depth, busy %%)\n"
+                 "with the bottleneck marked. Exit status: 0; 1 when a worker failed (exit\n"
+                 "status, died, broke the one-line contract) or on an I/O error; 130 on\n"
+                 "SIGINT (workers are killed); 141 when stdout is closed early; 64 usage.\n");
 }
 
 /* 'CMD:N' -> cmd, N; a ':' followed by anything but digits belongs to CMD. */
@@ -309,10 +308,14 @@ static int parse_count(const char *opt, const char *arg, long min, long max, lon
 static int parse_args(struct pl_run *run, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"stage", required_argument, NULL, 's'}, {"buffer", required_argument, NULL, 'b'},
-        {"keep-order", no_argument, NULL, 'k'},  {"inflight", required_argument, NULL, 'I'},
-        {"stall", required_argument, NULL, 'T'}, {"stats", no_argument, NULL, 'S'},
-        {"json", no_argument, NULL, 'J'},        {"help", no_argument, NULL, 'h'},
+        {"stage", required_argument, NULL, 's'},
+        {"buffer", required_argument, NULL, 'b'},
+        {"keep-order", no_argument, NULL, 'k'},
+        {"inflight", required_argument, NULL, 'I'},
+        {"stall", required_argument, NULL, 'T'},
+        {"stats", no_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -346,11 +349,21 @@ static int parse_args(struct pl_run *run, int argc, char **argv)
                 return -1;
             run->stall_ms = v * 1000;
             break;
-        case 'k': run->keep_order = 1; break;
-        case 'S': run->stats = 1; break;
-        case 'J': run->json = 1; break;
-        case 'h': usage(stdout); exit(CLI_EX_OK);
-        default: usage(stderr); return -1;
+        case 'k':
+            run->keep_order = 1;
+            break;
+        case 'S':
+            run->stats = 1;
+            break;
+        case 'J':
+            run->json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(CLI_EX_OK);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -454,7 +467,8 @@ static int exit_status(const struct pl_run *run)
 
 int cmd_pipeline(int argc, char **argv)
 {
-    struct pl_run run = {.buffer = PL_DEFAULT_BUFFER, .inflight = PL_DEFAULT_INFLIGHT,
+    struct pl_run run = {.buffer = PL_DEFAULT_BUFFER,
+                         .inflight = PL_DEFAULT_INFLIGHT,
                          .stall_ms = PL_DEFAULT_STALL_MS};
     struct coro_config cfg;
     int rc = CLI_EX_OSERR;

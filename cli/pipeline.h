@@ -34,15 +34,15 @@ struct pl_worker {
     struct pl_stage *stage;
     int index;
     coro_proc_t *proc;
-    struct rec **inflight;   /* ring of records written to the process, oldest first */
+    struct rec **inflight; /* ring of records written to the process, oldest first */
     size_t head, count;
-    coro_sem_t slots;        /* free places in inflight: caps records per process */
-    int out_blocked;         /* its collector is waiting for room downstream */
-    uint64_t busy_ns, busy_since;  /* busy = records in flight and output moving */
-    uint64_t last_progress_ns;     /* last output line, or work handed while idle */
-    int done;                /* collector finished */
-    int stdin_closed;        /* the feeder has ended (end of input, or failure) */
-    int reaped;              /* exit status collected */
+    coro_sem_t slots;             /* free places in inflight: caps records per process */
+    int out_blocked;              /* its collector is waiting for room downstream */
+    uint64_t busy_ns, busy_since; /* busy = records in flight and output moving */
+    uint64_t last_progress_ns;    /* last output line, or work handed while idle */
+    int done;                     /* collector finished */
+    int stdin_closed;             /* the feeder has ended (end of input, or failure) */
+    int reaped;                   /* exit status collected */
     int sem_ok;
 };
 
@@ -52,32 +52,32 @@ struct pl_stage {
     const char *cmd;
     int nworkers;
     struct pl_worker *workers;
-    chan_t *in;              /* records for this stage (struct rec *) */
-    chan_t *out;             /* the next stage's in, or the output queue */
+    chan_t *in;  /* records for this stage (struct rec *) */
+    chan_t *out; /* the next stage's in, or the output queue */
     uint64_t records_in, records_out;
     size_t queue_peak;
-    int collectors_live;     /* the last collector to end closes out */
+    int collectors_live; /* the last collector to end closes out */
     int feeders_live;
 };
 
 struct pl_run {
     struct pl_stage *stages;
     int nstages;
-    size_t buffer;           /* records per stage queue */
-    size_t inflight;         /* records per worker process */
+    size_t buffer;   /* records per stage queue */
+    size_t inflight; /* records per worker process */
     int keep_order, stats, json, tty;
-    int64_t stall_ms;        /* a worker with work and no output this long fails */
-    chan_t *outq;            /* after the last stage */
-    coro_sem_t window;       /* --keep-order: records between reader and output */
+    int64_t stall_ms;  /* a worker with work and no output this long fails */
+    chan_t *outq;      /* after the last stage */
+    coro_sem_t window; /* --keep-order: records between reader and output */
     size_t window_size;
     uint64_t records_read, records_written;
     uint64_t start_ns, end_ns;
-    uint64_t *live_prev, live_t;   /* last figures drawn on the TTY */
+    uint64_t *live_prev, live_t; /* last figures drawn on the TTY */
     int live_drawn;
     coro_scope_t scope;
-    int failed;              /* a worker failed (message printed) */
-    int interrupted;         /* SIGINT/SIGTERM */
-    int io_error;            /* stdin/stdout failed */
+    int failed;      /* a worker failed (message printed) */
+    int interrupted; /* SIGINT/SIGTERM */
+    int io_error;    /* stdin/stdout failed */
 };
 
 uint64_t pl_now_ns(void);

@@ -172,8 +172,8 @@ static void check_eof(struct pl_worker *w)
         pl_fail(s->run, "stage %d worker %d (pid %d): output ended with %zu record%s unanswered",
                 s->index + 1, w->index + 1, (int)pid, w->count, w->count == 1 ? "" : "s");
     else if (!w->stdin_closed)
-        pl_fail(s->run, "stage %d worker %d (pid %d): output ended before its input",
-                s->index + 1, w->index + 1, (int)pid);
+        pl_fail(s->run, "stage %d worker %d (pid %d): output ended before its input", s->index + 1,
+                w->index + 1, (int)pid);
 }
 
 static void check_status(struct pl_worker *w)
@@ -202,7 +202,8 @@ static void collect(struct pl_worker *w, struct lineio_reader *rd)
 
     while ((n = lineio_read_line(rd, &line)) > 0) {
         if (!w->count) {
-            pl_fail(s->run, "stage %d worker %d (pid %d): wrote a line for no record "
+            pl_fail(s->run,
+                    "stage %d worker %d (pid %d): wrote a line for no record "
                     "(a stage command must write one line per input line)",
                     s->index + 1, w->index + 1, (int)coro_proc_pid(w->proc));
             return;
@@ -247,8 +248,11 @@ static void collector(void *arg)
 static int worker_start(struct pl_stage *s, struct pl_worker *w)
 {
     struct coro_proc_opts o = {
-        .shell_cmd = s->cmd, .in = CORO_PROC_PIPE, .out = CORO_PROC_PIPE,
-        .err = CORO_PROC_INHERIT, .new_pgrp = 1,
+        .shell_cmd = s->cmd,
+        .in = CORO_PROC_PIPE,
+        .out = CORO_PROC_PIPE,
+        .err = CORO_PROC_INHERIT,
+        .new_pgrp = 1,
     };
 
     w->stage = s;

@@ -53,7 +53,8 @@ void pl_stats_watchdog(struct pl_run *run, uint64_t now)
             struct pl_worker *w = &s->workers[j];
             if (!w->busy_since || now - w->last_progress_ns < stall_ns)
                 continue;
-            pl_fail(run, "stage %d worker %d (pid %d): no output for %lld s with %zu record%s "
+            pl_fail(run,
+                    "stage %d worker %d (pid %d): no output for %lld s with %zu record%s "
                     "in flight (a stage command must write one line per input line and flush "
                     "it: awk fflush(), sed -u, python3 -u, grep --line-buffered)",
                     i + 1, j + 1, (int)coro_proc_pid(w->proc), (long long)run->stall_ms / 1000,
@@ -79,10 +80,12 @@ void pl_stats_live(struct pl_run *run, int done)
         return;
     for (int i = 0; i < run->nstages; i++) {
         struct pl_stage *s = &run->stages[i];
-        fprintf(stderr, "\r\x1b[2Kstage %d x%d  %10llu rec  %9.0f rec/s  queue %5zu/%zu  "
-                "busy %3.0f%%%s\n", i + 1, s->nworkers, (unsigned long long)s->records_out,
-                dt > 0 ? (double)(s->records_out - run->live_prev[i]) / dt : 0,
-                chan_len(s->in), run->buffer, stage_busy(s, now, now - run->start_ns),
+        fprintf(stderr,
+                "\r\x1b[2Kstage %d x%d  %10llu rec  %9.0f rec/s  queue %5zu/%zu  "
+                "busy %3.0f%%%s\n",
+                i + 1, s->nworkers, (unsigned long long)s->records_out,
+                dt > 0 ? (double)(s->records_out - run->live_prev[i]) / dt : 0, chan_len(s->in),
+                run->buffer, stage_busy(s, now, now - run->start_ns),
                 i == bn ? "  <- bottleneck" : "");
         run->live_prev[i] = s->records_out;
     }
@@ -109,14 +112,17 @@ static void print_json(const struct pl_run *run, double secs, int bn)
 {
     uint64_t now = run->end_ns, elapsed = now - run->start_ns;
 
-    fprintf(stderr, "{\"elapsed_s\":%.3f,\"records_in\":%llu,\"records_out\":%llu,"
-            "\"bottleneck\":%d,\"stages\":[", secs, (unsigned long long)run->records_read,
-            (unsigned long long)run->records_written, bn + 1);
+    fprintf(stderr,
+            "{\"elapsed_s\":%.3f,\"records_in\":%llu,\"records_out\":%llu,"
+            "\"bottleneck\":%d,\"stages\":[",
+            secs, (unsigned long long)run->records_read, (unsigned long long)run->records_written,
+            bn + 1);
     for (int i = 0; i < run->nstages; i++) {
         const struct pl_stage *s = &run->stages[i];
         fprintf(stderr, "%s{\"stage\":%d,\"command\":", i ? "," : "", i + 1);
         json_str(stderr, s->cmd);
-        fprintf(stderr, ",\"workers\":%d,\"records\":%llu,\"records_per_s\":%.1f,"
+        fprintf(stderr,
+                ",\"workers\":%d,\"records\":%llu,\"records_per_s\":%.1f,"
                 "\"busy_pct\":%.1f,\"queue_peak\":%zu,\"queue_cap\":%zu,\"bottleneck\":%s}",
                 s->nworkers, (unsigned long long)s->records_out,
                 secs > 0 ? (double)s->records_out / secs : 0, stage_busy(s, now, elapsed),
@@ -135,18 +141,17 @@ void pl_stats_print(struct pl_run *run)
         print_json(run, secs, bn);
         return;
     }
-    fprintf(stderr, "%-6s %7s %10s %10s %6s %13s  %s\n", "stage", "workers", "records",
-            "rec/s", "busy%", "queue peak", "command");
+    fprintf(stderr, "%-6s %7s %10s %10s %6s %13s  %s\n", "stage", "workers", "records", "rec/s",
+            "busy%", "queue peak", "command");
     for (int i = 0; i < run->nstages; i++) {
         const struct pl_stage *s = &run->stages[i];
         char q[32];
         snprintf(q, sizeof q, "%zu/%zu", s->queue_peak, run->buffer);
         fprintf(stderr, "%-6d %7d %10llu %10.0f %6.1f %13s  %s%s\n", i + 1, s->nworkers,
-                (unsigned long long)s->records_out,
-                secs > 0 ? (double)s->records_out / secs : 0, stage_busy(s, now, elapsed), q,
-                s->cmd, i == bn ? "   <- bottleneck" : "");
+                (unsigned long long)s->records_out, secs > 0 ? (double)s->records_out / secs : 0,
+                stage_busy(s, now, elapsed), q, s->cmd, i == bn ? "   <- bottleneck" : "");
     }
     fprintf(stderr, "%llu records in, %llu out in %.3f s (%.0f rec/s); bottleneck: stage %d\n",
-            (unsigned long long)run->records_read, (unsigned long long)run->records_written,
-            secs, secs > 0 ? (double)run->records_written / secs : 0, bn + 1);
+            (unsigned long long)run->records_read, (unsigned long long)run->records_written, secs,
+            secs > 0 ? (double)run->records_written / secs : 0, bn + 1);
 }
