@@ -272,7 +272,7 @@ static void writer(void *arg)
 static void progress(void *arg)
 {
     struct buf *b = arg;
-    uint64_t t0 = now_ns(), last = 0, tlast = t0;
+    uint64_t last = 0, tlast = now_ns();
     char s1[32], s2[32], s3[32], s4[32];
 
     while (coro_sleep_ms(BUF_PROGRESS_MS) == 0) {
@@ -287,7 +287,6 @@ static void progress(void *arg)
         last = out;
         tlast = t;
     }
-    (void)t0;
     fputs("\r\x1b[K", stderr);
 }
 
