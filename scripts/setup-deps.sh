@@ -7,7 +7,7 @@ set -eu
 
 pkgs="build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev
 libcurl4-openssl-dev libinih-dev check libsystemd-dev valgrind clang
-curl python3 parallel mbuffer pv mawk"
+curl python3 parallel mbuffer pv mawk mosquitto mosquitto-clients python3-paho-mqtt openssl"
 if [ "${1:-}" = --aarch64 ]; then
     pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user file"
 fi
