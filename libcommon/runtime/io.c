@@ -51,7 +51,8 @@ struct io_fd {
     struct coro_waitq waiters; /* parked coroutines; waiter->index = events */
     struct coro_watch watch;
     int fd;
-    uint8_t ready; /* readiness no waiter has consumed yet */
+    uint8_t ready;   /* readiness no waiter has consumed yet */
+    uint8_t notsock; /* send() said ENOTSOCK once: use write() directly */
     void *ev[];    /* struct event, event_get_struct_event_size() */
 };
 
@@ -359,21 +360,45 @@ ssize_t coro_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_
     }
 }
 
+/* This worker's entry of fd if it has one; never registers. */
+static struct io_fd *io_fd_peek(int fd)
+{
+    struct worker *w = coro__worker_self();
+    struct io_table *t = w ? *coro__worker_slot(CORO_SLOT_IO) : NULL;
+    return t && fd >= 0 && (size_t)fd < t->cap ? t->fds[fd] : NULL;
+}
+
+/* Remember a pipe once it has been waited on (it has an entry), so later
+ * writes skip the failing send(). */
+static int not_a_socket(int fd)
+{
+    struct io_fd *e = io_fd_peek(fd);
+    if (e)
+        e->notsock = 1;
+    return 1;
+}
+
 /* send() with MSG_NOSIGNAL so a peer that went away gives EPIPE instead of
- * killing the process; pipes and other non-sockets fall back to write(). */
+ * killing the process; pipes and other non-sockets use write(). */
 static ssize_t io_send(int fd, const void *buf, size_t n)
 {
+    struct io_fd *e = io_fd_peek(fd);
+    if (e && e->notsock)
+        return write(fd, buf, n);
     ssize_t r = send(fd, buf, n, MSG_NOSIGNAL);
-    if (r < 0 && errno == ENOTSOCK)
+    if (r < 0 && errno == ENOTSOCK && not_a_socket(fd))
         r = write(fd, buf, n);
     return r;
 }
 
 static ssize_t io_sendv(int fd, struct iovec *iov, int iovcnt)
 {
+    struct io_fd *e = io_fd_peek(fd);
+    if (e && e->notsock)
+        return writev(fd, iov, iovcnt);
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (r < 0 && errno == ENOTSOCK)
+    if (r < 0 && errno == ENOTSOCK && not_a_socket(fd))
         r = writev(fd, iov, iovcnt);
     return r;
 }
