@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "coro/backoff.h"
 #include "coro/io.h"
 #include "coro/proc.h"
 #include "cli.h"
@@ -431,21 +431,6 @@ static void run_once(struct par *P, struct par_job *j, uint64_t deadline)
     coro_proc_free(p);
 }
 
-/* Delay before retry `n` (1 = the first retry): exponential between the
- * --backoff bounds with equal jitter, so it never drops under half. */
-static uint64_t backoff_ms(const struct par *P, unsigned n)
-{
-    uint64_t d = (uint64_t)P->o.backoff_min_ms;
-    for (unsigned i = 1; i < n && d < (uint64_t)P->o.backoff_max_ms; i++)
-        d *= 2;
-    if (d > (uint64_t)P->o.backoff_max_ms)
-        d = (uint64_t)P->o.backoff_max_ms;
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-        r = (uint64_t)coro_now_ms() * 0x9e3779b97f4a7c15ull;
-    return d / 2 + (d / 2 ? r % (d / 2 + 1) : 0);
-}
-
 static int flag(const int *f)
 {
     return __atomic_load_n(f, __ATOMIC_RELAXED);
@@ -453,6 +438,13 @@ static int flag(const int *f)
 
 void par_job_run(struct par *P, struct par_job *j)
 {
+    /* Doubling from --backoff MIN up to MAX; equal jitter keeps at least
+     * half the delay, so retries of jobs that failed together spread out
+     * without hammering at once. */
+    struct coro_backoff bo;
+    if (P->o.retries > 1)
+        coro_backoff_init(&bo, (uint64_t)P->o.backoff_min_ms, (uint64_t)P->o.backoff_max_ms,
+                          CORO_JITTER_EQUAL, 0);
     j->start = par_now();
     for (unsigned n = 1;; n++) {
         j->attempts = (int)n;
@@ -466,7 +458,7 @@ void par_job_run(struct par *P, struct par_job *j)
         coro_mutex_lock(&P->mu);
         P->retried++;
         coro_mutex_unlock(&P->mu);
-        if (coro_sleep_ms(backoff_ms(P, n)) < 0)
+        if (coro_sleep_ms(coro_backoff_next(&bo)) < 0)
             break;
     }
     j->runtime = par_now() - j->start;
