@@ -53,6 +53,20 @@ def check(cond, what):
         raise TestFailure(what)
 
 
+def check_spec(cond, what, mosquitto_deviation):
+    """Assert a MUST of the specification that Debian's mosquitto (2.0.11)
+    is known to break: under BROKER=mosquitto the failure is printed as a
+    note naming the upstream report instead of failing the test, so the
+    suite still passes there and still holds coro-broker to the spec."""
+    if cond:
+        return
+    if BROKER == "mosquitto":
+        print("     note: mosquitto deviates from the spec here (%s): %s"
+              % (mosquitto_deviation, what))
+        return
+    raise TestFailure(what)
+
+
 def skip(why):
     print("SKIP: %s" % why)
     sys.exit(77)
@@ -515,6 +529,89 @@ class Broker:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- paho
+
+class Paho:
+    """python3-paho-mqtt (Debian: 1.6 API) as a real client library would
+    be used: a network thread, callbacks feeding a message list. Every wait
+    is bounded."""
+
+    def __init__(self, broker, client_id, clean=True, keepalive=60,
+                 will=None, username=None, password=None):
+        import threading
+        import paho.mqtt.client as mqtt
+        self.mqtt = mqtt
+        self.cond = threading.Condition()
+        self.messages = []
+        self.rc = None
+        self.disconnected = False
+        c = mqtt.Client(client_id=client_id, clean_session=clean,
+                        protocol=mqtt.MQTTv311)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        self.granted = {}
+        if will:
+            c.will_set(will[0], will[1], will[2], will[3])
+        if username is not None:
+            c.username_pw_set(username, password)
+        self.c = c
+        c.connect("127.0.0.1", broker.port, keepalive)
+        c.loop_start()
+        self.wait(lambda: self.rc is not None, "paho CONNACK for %r" % client_id)
+        check(self.rc == 0, "paho connect %r: rc %d" % (client_id, self.rc))
+
+    def _on_connect(self, c, userdata, flags, rc):
+        with self.cond:
+            self.rc = rc
+            self.cond.notify_all()
+
+    def _on_message(self, c, userdata, msg):
+        with self.cond:
+            self.messages.append(msg)
+            self.cond.notify_all()
+
+    def _on_disconnect(self, c, userdata, rc):
+        with self.cond:
+            self.disconnected = True
+            self.cond.notify_all()
+
+    def wait(self, pred, what, timeout=None):
+        with self.cond:
+            ok = self.cond.wait_for(pred, timeout or WAIT)
+        check(ok, "timed out (%.0fs) waiting for %s" % (timeout or WAIT, what))
+
+    def _on_subscribe(self, c, userdata, mid, granted):
+        with self.cond:
+            self.granted[mid] = list(granted)
+            self.cond.notify_all()
+
+    def subscribe(self, topic, qos):
+        """Returns the granted QoS list of the SUBACK."""
+        rc, mid = self.c.subscribe(topic, qos)
+        check(rc == 0, "paho subscribe %r: %d" % (topic, rc))
+        self.wait(lambda: mid in self.granted, "paho SUBACK for %r" % topic)
+        return self.granted[mid]
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        info = self.c.publish(topic, payload, qos, retain)
+        info.wait_for_publish(WAIT)
+        check(info.is_published(), "paho publish to %r not completed" % topic)
+
+    def received(self, n, timeout=None):
+        self.wait(lambda: len(self.messages) >= n,
+                  "%d messages (have %d)" % (n, len(self.messages)), timeout)
+        return list(self.messages)
+
+    def close(self, clean=True):
+        if clean:
+            self.c.disconnect()
+        self.c.loop_stop()
+        if not clean:
+            self.c.socket() and self.c.socket().close()
 
 
 # ---------------------------------------------------------------- running
