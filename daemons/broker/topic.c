@@ -395,7 +395,7 @@ static struct tnode *child_get(struct tnode *n, const char *name, size_t len, bo
 static struct tnode *path_get(struct tnode *root, const char *s, size_t len, bool wild)
 {
     struct tnode *n = root;
-    for (size_t off = 0;; ) {
+    for (size_t off = 0;;) {
         size_t e = level_end(s, len, off);
         struct tnode *c = child_get(n, s + off, e - off, wild);
         if (!c) {
@@ -414,7 +414,7 @@ static struct tnode *path_get(struct tnode *root, const char *s, size_t len, boo
 static struct tnode *path_find(struct tnode *root, const char *s, size_t len, bool wild)
 {
     struct tnode *n = root;
-    for (size_t off = 0; n; ) {
+    for (size_t off = 0; n;) {
         size_t e = level_end(s, len, off), l = e - off;
         const char *name = s + off;
         if (wild && l == 1 && name[0] == '+')

@@ -321,8 +321,8 @@ END_TEST
 /* Random subscribe/unsubscribe against a model, checked with the reference
  * matcher: exercises child tables past the small-array size, their index
  * deletion and the slot bookkeeping of moved children. */
-static const char *lvls[] = {"a", "b", "c", "", "$x", "d0", "d1", "d2", "d3", "d4", "d5",
-                             "d6", "d7", "d8", "d9", "e1", "e2", "e3", "e4", "e5"};
+static const char *lvls[] = {"a",  "b",  "c",  "",   "$x", "d0", "d1", "d2", "d3", "d4",
+                             "d5", "d6", "d7", "d8", "d9", "e1", "e2", "e3", "e4", "e5"};
 #define NLV (sizeof(lvls) / sizeof(lvls[0]))
 
 static void rand_name(char *out, size_t cap, bool wild, unsigned *seed)
@@ -407,7 +407,7 @@ static void *rset(topic_tree_t *t, const char *topic, void *msg)
 
 START_TEST(retained_set_clear_and_match)
 {
-    static const char *topics[] = {"a",   "a/b",  "a/b/c",     "a/c",  "b/b", "/x",
+    static const char *topics[] = {"a",  "a/b",    "a/b/c",    "a/c",  "b/b", "/x",
                                    "a/", "$SYS/x", "$SYS/y/z", "$SYS", "x/$y"};
     size_t nt = sizeof(topics) / sizeof(topics[0]);
     topic_tree_t *t = topic_tree_new();
@@ -419,17 +419,17 @@ START_TEST(retained_set_clear_and_match)
     ck_assert_ptr_eq(rset(t, "a/b", (void *)topics[1]), other);
     ck_assert_uint_eq(topic_retained_count(t), nt);
 
-    static const char *filters[] = {"#",   "a/#", "a/+",    "+/b",      "+",     "+/+",
-                                    "/+",  "a/b", "$SYS/#", "$SYS/+/z", "+/$y",  "a/b/c/#",
-                                    "a/+/c", "nope/#", "+/x", "$SYS"};
+    static const char *filters[] = {"#",     "a/#",    "a/+",    "+/b",      "+",    "+/+",
+                                    "/+",    "a/b",    "$SYS/#", "$SYS/+/z", "+/$y", "a/b/c/#",
+                                    "a/+/c", "nope/#", "+/x",    "$SYS"};
     for (size_t f = 0; f < sizeof(filters) / sizeof(filters[0]); f++) {
         size_t want = 0;
         for (size_t i = 0; i < nt; i++)
             want += ref_match(filters[f], topics[i]);
         ck_assert_msg(rmatch(t, filters[f]) == want, "filter %s", filters[f]);
     }
-    ck_assert_uint_eq(rmatch(t, "#"), nt - 3);  /* no $SYS */
-    ck_assert_uint_eq(rmatch(t, "a/#"), 5);     /* a, a/b, a/b/c, a/c, a/ */
+    ck_assert_uint_eq(rmatch(t, "#"), nt - 3); /* no $SYS */
+    ck_assert_uint_eq(rmatch(t, "a/#"), 5);    /* a, a/b, a/b/c, a/c, a/ */
 
     ck_assert_ptr_eq(rset(t, "a/b", NULL), topics[1]);
     ck_assert_ptr_null(rset(t, "a/b", NULL));
@@ -626,8 +626,7 @@ START_TEST(concurrent_matching_while_subscribing)
     ck_assert_int_eq(c.bad, 0);
     ck_assert_int_gt(c.matches, 0);
     ck_assert_uint_eq(topic_subscription_count(c.t), 3);
-    printf("topic: %ld concurrent matches during 20000 subscribe/unsubscribe pairs\n",
-           c.matches);
+    printf("topic: %ld concurrent matches during 20000 subscribe/unsubscribe pairs\n", c.matches);
     topic_tree_free(c.t, NULL);
 }
 END_TEST
