@@ -907,8 +907,12 @@ static int replay_file(struct replay *r, const char *kind, uint64_t gen, uint64_
     struct stat st;
     fpath(path, sizeof path, r->l->dir, kind, gen, "");
     int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0)
-        return fail_msg(r, errno, "%s: %s", path, strerror(errno));
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return fail_msg(r, e, "%s: %s", path, strerror(e));
+    }
     uint64_t size = (uint64_t)st.st_size;
     uint8_t *p = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     int rc = -1;
@@ -972,9 +976,10 @@ static int list_dir(plog_t *l, struct listing *ls)
     while ((e = readdir(d))) {
         unsigned long long g;
         int end = 0;
-        if (sscanf(e->d_name, "snapshot.%llu%n", &g, &end) == 1 && !strcmp(e->d_name + end, ".tmp")) {
+        bool snap = sscanf(e->d_name, "snapshot.%llu%n", &g, &end) == 1;
+        if (snap && !strcmp(e->d_name + end, ".tmp")) {
             unlinkat(l->dirfd, e->d_name, 0);
-        } else if (sscanf(e->d_name, "snapshot.%llu%n", &g, &end) == 1 && !e->d_name[end]) {
+        } else if (snap && !e->d_name[end]) {
             ls->snap = g > ls->snap ? g : ls->snap;
         } else if (sscanf(e->d_name, "log.%llu%n", &g, &end) == 1 && !e->d_name[end]) {
             if (ls->nlogs == cap) {
@@ -988,7 +993,8 @@ static int list_dir(plog_t *l, struct listing *ls)
         }
     }
     closedir(d);
-    qsort(ls->logs, ls->nlogs, sizeof *ls->logs, cmp_u64);
+    if (ls->nlogs)
+        qsort(ls->logs, ls->nlogs, sizeof *ls->logs, cmp_u64);
     return 0;
 fail:
     closedir(d);

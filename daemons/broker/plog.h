@@ -54,8 +54,8 @@ struct plog_report {
 
 /*
  * Open (creating the directory and files as needed) and replay the snapshot
- * then the log through replay(arg, type, data, len); replay returning -1
- * aborts the open. Torn final record: discarded, counted in
+ * then the log through replay(arg, type, data, len) (data is valid only
+ * during the call); replay returning -1 aborts the open. Torn final record: discarded, counted in
  * rep->torn_bytes, the file truncated to the last good record. A corrupt
  * record followed by valid data: RECOVER keeps what came before, copies the
  * damaged file aside in the directory (rep->moved_to), fills
