@@ -410,6 +410,66 @@ START_TEST(test_compaction_keeps_state_and_shrinks)
 }
 END_TEST
 
+/* Appends racing with compactions: each coroutine owns 25 keys and sets
+ * them over and over while the main coroutine compacts; nothing is lost. */
+struct race {
+    plog_t *l;
+    struct kv kv;
+    int fails, done;
+};
+
+static void race_setter(void *arg)
+{
+    struct race *r = arg;
+    uint32_t base = (uint32_t)__atomic_fetch_add(&r->done, 1, __ATOMIC_RELAXED) * 25;
+    for (uint32_t i = 0; i < 1000; i++) {
+        struct kvrec rec = {base + i % 25, i + 1};
+        __atomic_store_n(&r->kv.val[rec.key], rec.val, __ATOMIC_RELAXED);
+        if (plog_append(r->l, 1, &rec, sizeof rec) < 0)
+            __atomic_add_fetch(&r->fails, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static int race_dump(void *arg, plog_snap_t *w)
+{
+    struct kv *kv = arg;
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        struct kvrec r = {k, __atomic_load_n(&kv->val[k], __ATOMIC_RELAXED)};
+        if (plog_snapshot_put(w, 1, &r, sizeof r) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void race_body(void *arg)
+{
+    struct race *r = arg;
+    coro_t *co[4];
+    r->l = kv_open(&r->kv, NULL);
+    for (int i = 0; i < 4; i++)
+        co[i] = coro_spawn_on(i % 2, race_setter, r);
+    for (int i = 0; i < 20; i++)
+        if (plog_compact(r->l, race_dump, &r->kv) < 0)
+            r->fails++;
+    for (int i = 0; i < 4; i++)
+        coro_join(co[i]);
+    if (plog_close(r->l) < 0)
+        r->fails++;
+}
+
+START_TEST(test_compaction_races_appends)
+{
+    struct race r = {0};
+    struct kv kv;
+    unit_run(2, race_body, &r);
+    ck_assert_int_eq(r.fails, 0);
+    plog_t *l = kv_open(&kv, NULL);
+    for (uint32_t k = 0; k < NKEYS; k++)
+        ck_assert_uint_eq(kv.val[k], 1000 - (24 - k % 25));
+    plog_close(l);
+}
+END_TEST
+
 /* A child crashes (_exit) inside dump, after the log rotated and part of
  * the snapshot was written to its temp file. */
 static int crash_dump(void *arg, plog_snap_t *w)
@@ -558,6 +618,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_corrupt_middle_recover);
     tcase_add_test(tc, test_corrupt_middle_refuse);
     tcase_add_test(tc, test_compaction_keeps_state_and_shrinks);
+    tcase_add_test(tc, test_compaction_races_appends);
     tcase_add_test(tc, test_crash_inside_compaction);
     tcase_add_test(tc, test_crash_before_old_generation_removed);
     tcase_add_test(tc, test_group_commit_shares_fsyncs);
