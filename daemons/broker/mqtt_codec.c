@@ -180,10 +180,10 @@ int mqtt_topic_filter_valid(const uint8_t *p, size_t len)
 
 /* Flags each type must carry (MQTT-2.2.2-1); PUBLISH (-1) is checked on its own. */
 static const int8_t type_flags[16] = {
-    [MQTT_CONNECT] = 0,     [MQTT_CONNACK] = 0,  [MQTT_PUBLISH] = -1,  [MQTT_PUBACK] = 0,
-    [MQTT_PUBREC] = 0,      [MQTT_PUBREL] = 2,   [MQTT_PUBCOMP] = 0,   [MQTT_SUBSCRIBE] = 2,
-    [MQTT_SUBACK] = 0,      [MQTT_UNSUBSCRIBE] = 2, [MQTT_UNSUBACK] = 0, [MQTT_PINGREQ] = 0,
-    [MQTT_PINGRESP] = 0,    [MQTT_DISCONNECT] = 0,
+    [MQTT_CONNECT] = 0,  [MQTT_CONNACK] = 0,     [MQTT_PUBLISH] = -1, [MQTT_PUBACK] = 0,
+    [MQTT_PUBREC] = 0,   [MQTT_PUBREL] = 2,      [MQTT_PUBCOMP] = 0,  [MQTT_SUBSCRIBE] = 2,
+    [MQTT_SUBACK] = 0,   [MQTT_UNSUBSCRIBE] = 2, [MQTT_UNSUBACK] = 0, [MQTT_PINGREQ] = 0,
+    [MQTT_PINGRESP] = 0, [MQTT_DISCONNECT] = 0,
 };
 
 static const char *first_byte_problem(uint8_t b)
@@ -617,8 +617,7 @@ size_t mqtt_encode_pingresp(uint8_t *out, size_t cap)
 }
 
 size_t mqtt_encode_publish_head(uint8_t *out, size_t cap, const uint8_t *topic, size_t tlen,
-                                size_t payload_len, uint8_t qos, bool dup, bool retain,
-                                uint16_t id)
+                                size_t payload_len, uint8_t qos, bool dup, bool retain, uint16_t id)
 {
     struct enc e = {.o = out, .cap = cap};
     size_t rl = 2 + tlen + (qos ? 2 : 0);
@@ -645,8 +644,7 @@ size_t mqtt_encode_connect(uint8_t *out, size_t cap, const struct mqtt_connect *
     struct enc e = {.o = out, .cap = cap};
     size_t rl = bin_size(pn) + 4 + bin_size(&c->client_id);
     uint8_t flags = (uint8_t)(c->clean << 1 | c->will << 2 | (c->will_qos & 3) << 3 |
-                              c->will_retain << 5 | c->has_password << 6 |
-                              c->has_username << 7);
+                              c->will_retain << 5 | c->has_password << 6 | c->has_username << 7);
 
     if (c->will)
         rl += bin_size(&c->will_topic) + bin_size(&c->will_payload);
@@ -691,8 +689,8 @@ static size_t encode_sublist(uint8_t *out, size_t cap, uint8_t first, uint16_t i
     return enc_done(&e);
 }
 
-size_t mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t id,
-                             const struct mqtt_buf *filters, const uint8_t *qos, size_t n)
+size_t mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t id, const struct mqtt_buf *filters,
+                             const uint8_t *qos, size_t n)
 {
     return encode_sublist(out, cap, MQTT_SUBSCRIBE << 4 | 2, id, filters, 1, qos, n);
 }

@@ -137,11 +137,11 @@ size_t mqtt_encode_publish_head(uint8_t *out, size_t cap, const uint8_t *topic, 
 /* Client-side encoders (tests, benches, fuzz seeds). CONNECT: proto_name.p NULL sends "MQTT",
  * level 0 sends 4. SUBSCRIBE: qos NULL asks QoS 0 for every filter. */
 size_t mqtt_encode_connect(uint8_t *out, size_t cap, const struct mqtt_connect *c);
-size_t mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t id,
-                             const struct mqtt_buf *filters, const uint8_t *qos, size_t n);
+size_t mqtt_encode_subscribe(uint8_t *out, size_t cap, uint16_t id, const struct mqtt_buf *filters,
+                             const uint8_t *qos, size_t n);
 size_t mqtt_encode_unsubscribe(uint8_t *out, size_t cap, uint16_t id,
                                const struct mqtt_buf *filters, size_t n);
-size_t mqtt_encode_simple(uint8_t *out, size_t cap, enum mqtt_type type); /* PINGREQ, PINGRESP,
-                                                                            DISCONNECT */
+/* PINGREQ, PINGRESP, DISCONNECT */
+size_t mqtt_encode_simple(uint8_t *out, size_t cap, enum mqtt_type type);
 
 #endif

@@ -18,13 +18,13 @@
 
 #include "daemons/broker/mqtt_codec.c"
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_mqtt_codec: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                                    \
-            abort();                                                                           \
-        }                                                                                      \
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "fuzz_mqtt_codec: %s:%d: check failed: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                                   \
+            abort();                                                                          \
+        }                                                                                     \
     } while (0)
 
 static uint8_t *enc_buf;
@@ -81,8 +81,7 @@ static size_t reencode(const struct mqtt_packet *p)
             return 0; /* only proto_name and level were decoded */
         return mqtt_encode_connect(enc_buf, enc_cap, &p->u.connect);
     case MQTT_CONNACK:
-        return mqtt_encode_connack(enc_buf, enc_cap, p->u.connack.session_present,
-                                   p->u.connack.rc);
+        return mqtt_encode_connack(enc_buf, enc_cap, p->u.connack.session_present, p->u.connack.rc);
     case MQTT_PUBLISH:
         h = mqtt_encode_publish_head(enc_buf, enc_cap, m->topic.p, m->topic.len, m->payload.len,
                                      m->qos, m->dup, m->retain, m->id);
@@ -96,8 +95,7 @@ static size_t reencode(const struct mqtt_packet *p)
         CHECK(filters && qos);
         CHECK(walk_sublist(p, filters, qos) == p->u.sub.count);
         if (p->type == MQTT_SUBSCRIBE)
-            n = mqtt_encode_subscribe(enc_buf, enc_cap, p->u.sub.id, filters, qos,
-                                      p->u.sub.count);
+            n = mqtt_encode_subscribe(enc_buf, enc_cap, p->u.sub.id, filters, qos, p->u.sub.count);
         else
             n = mqtt_encode_unsubscribe(enc_buf, enc_cap, p->u.sub.id, filters, p->u.sub.count);
         free(filters);

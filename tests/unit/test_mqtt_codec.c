@@ -38,10 +38,17 @@ static struct mqtt_packet decode_ok(const uint8_t *p, size_t n)
 
 START_TEST(connect_round_trips_with_every_field)
 {
-    struct mqtt_connect c = {.clean = true, .will = true, .will_qos = 2, .will_retain = true,
-                             .has_username = true, .has_password = true, .keepalive = 60,
-                             .client_id = B("sensor-7"), .will_topic = B("dead/sensor-7"),
-                             .will_payload = B("gone\0x"), .username = B("bob"),
+    struct mqtt_connect c = {.clean = true,
+                             .will = true,
+                             .will_qos = 2,
+                             .will_retain = true,
+                             .has_username = true,
+                             .has_password = true,
+                             .keepalive = 60,
+                             .client_id = B("sensor-7"),
+                             .will_topic = B("dead/sensor-7"),
+                             .will_payload = B("gone\0x"),
+                             .username = B("bob"),
                              .password = B("s\0cret")};
     size_t n = mqtt_encode_connect(out, sizeof out, &c);
     struct mqtt_packet p = decode_ok(out, n);
@@ -181,11 +188,11 @@ START_TEST(acks_and_simple_packets_round_trip)
 }
 END_TEST
 
-#define EXPECT_BYTES(n, ...)                                                                   \
-    do {                                                                                       \
-        static const uint8_t want_[] = {__VA_ARGS__};                                          \
-        ck_assert_uint_eq((n), sizeof want_);                                                  \
-        ck_assert(memcmp(out, want_, sizeof want_) == 0);                                      \
+#define EXPECT_BYTES(n, ...)                              \
+    do {                                                  \
+        static const uint8_t want_[] = {__VA_ARGS__};     \
+        ck_assert_uint_eq((n), sizeof want_);             \
+        ck_assert(memcmp(out, want_, sizeof want_) == 0); \
     } while (0)
 
 START_TEST(server_encodings_are_byte_exact)
@@ -199,21 +206,21 @@ START_TEST(server_encodings_are_byte_exact)
     EXPECT_BYTES(mqtt_encode_ack(out, sizeof out, MQTT_PUBREL, 1), 0x62, 0x02, 0x00, 0x01);
     EXPECT_BYTES(mqtt_encode_ack(out, sizeof out, MQTT_PUBCOMP, 1), 0x70, 0x02, 0x00, 0x01);
     EXPECT_BYTES(mqtt_encode_ack(out, sizeof out, MQTT_UNSUBACK, 2), 0xB0, 0x02, 0x00, 0x02);
-    EXPECT_BYTES(mqtt_encode_suback(out, sizeof out, 10, codes, 3), 0x90, 0x05, 0x00, 0x0A,
-                 0x00, 0x01, 0x80);
+    EXPECT_BYTES(mqtt_encode_suback(out, sizeof out, 10, codes, 3), 0x90, 0x05, 0x00, 0x0A, 0x00,
+                 0x01, 0x80);
     EXPECT_BYTES(mqtt_encode_pingresp(out, sizeof out), 0xD0, 0x00);
     EXPECT_BYTES(mqtt_encode_simple(out, sizeof out, MQTT_PINGREQ), 0xC0, 0x00);
     EXPECT_BYTES(mqtt_encode_simple(out, sizeof out, MQTT_DISCONNECT), 0xE0, 0x00);
     /* Spec 3.3.2.3: topic "a/b", packet id 10; QoS 1, 5 payload bytes. */
-    EXPECT_BYTES(mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, 5, 1, 0, 0,
-                                          10),
-                 0x32, 0x0C, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x0A);
-    EXPECT_BYTES(mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, 0, 2, 1, 1,
-                                          10),
-                 0x3D, 0x07, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x0A);
-    EXPECT_BYTES(mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, 0, 0, 0, 0,
-                                          10),
-                 0x30, 0x05, 0x00, 0x03, 'a', '/', 'b');
+    EXPECT_BYTES(
+        mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, 5, 1, 0, 0, 10), 0x32,
+        0x0C, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x0A);
+    EXPECT_BYTES(
+        mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, 0, 2, 1, 1, 10), 0x3D,
+        0x07, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x0A);
+    EXPECT_BYTES(
+        mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, 0, 0, 0, 0, 10), 0x30,
+        0x05, 0x00, 0x03, 'a', '/', 'b');
 }
 END_TEST
 
@@ -237,8 +244,8 @@ START_TEST(remaining_length_boundaries)
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         /* Topic "a/b" at QoS 0 takes 5 bytes; the payload makes up the rest. */
-        size_t h = mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3,
-                                            t[i].rl - 5, 0, 0, 0, 0);
+        size_t h = mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"a/b", 3, t[i].rl - 5,
+                                            0, 0, 0, 0);
         ck_assert_uint_eq(h, 1 + t[i].n + 5);
         ck_assert_msg(memcmp(out + 1, t[i].enc, t[i].n) == 0, "rl %zu", t[i].rl);
     }
@@ -253,9 +260,16 @@ END_TEST
 START_TEST(connect_variable_header_matches_spec_example)
 {
     static const uint8_t want[] = {0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0xCE, 0x00, 0x0A};
-    struct mqtt_connect c = {.clean = true, .will = true, .will_qos = 1, .has_username = true,
-                             .has_password = true, .keepalive = 10, .client_id = B("c"),
-                             .will_topic = B("w"), .will_payload = B(""), .username = B("u"),
+    struct mqtt_connect c = {.clean = true,
+                             .will = true,
+                             .will_qos = 1,
+                             .has_username = true,
+                             .has_password = true,
+                             .keepalive = 10,
+                             .client_id = B("c"),
+                             .will_topic = B("w"),
+                             .will_payload = B(""),
+                             .username = B("u"),
                              .password = B("p")};
     size_t n = mqtt_encode_connect(out, sizeof out, &c);
 
@@ -299,8 +313,8 @@ END_TEST
 START_TEST(incremental_decoding_one_byte_at_a_time)
 {
     static uint8_t payload[300];
-    size_t h = mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"x/y", 3,
-                                        sizeof payload, 1, 0, 0, 3);
+    size_t h = mqtt_encode_publish_head(out, sizeof out, (const uint8_t *)"x/y", 3, sizeof payload,
+                                        1, 0, 0, 3);
     size_t total = h + sizeof payload, need;
     struct mqtt_packet p;
     struct mqtt_err err;
@@ -341,16 +355,16 @@ START_TEST(multi_packet_buffer_decodes_packet_by_packet)
     static uint8_t buf[1024];
     const struct mqtt_buf f[] = {B("a/#")};
     struct mqtt_connect c = {.clean = true, .client_id = B("multi")};
-    const enum mqtt_type want[] = {MQTT_CONNECT, MQTT_SUBSCRIBE, MQTT_PUBLISH, MQTT_PUBACK,
-                                   MQTT_PINGREQ, MQTT_DISCONNECT};
+    const enum mqtt_type want[] = {MQTT_CONNECT, MQTT_SUBSCRIBE, MQTT_PUBLISH,
+                                   MQTT_PUBACK,  MQTT_PINGREQ,   MQTT_DISCONNECT};
     size_t n = 0, off = 0, i = 0, need;
     struct mqtt_packet p;
     struct mqtt_err err;
 
     n += mqtt_encode_connect(buf + n, sizeof buf - n, &c);
     n += mqtt_encode_subscribe(buf + n, sizeof buf - n, 1, f, (const uint8_t[]){1}, 1);
-    n += mqtt_encode_publish_head(buf + n, sizeof buf - n, (const uint8_t *)"a/b", 3, 2, 1, 0,
-                                  0, 2);
+    n +=
+        mqtt_encode_publish_head(buf + n, sizeof buf - n, (const uint8_t *)"a/b", 3, 2, 1, 0, 0, 2);
     buf[n++] = 'h', buf[n++] = 'i';
     n += mqtt_encode_ack(buf + n, sizeof buf - n, MQTT_PUBACK, 2);
     n += mqtt_encode_simple(buf + n, sizeof buf - n, MQTT_PINGREQ);
@@ -409,38 +423,54 @@ static const struct bad_case bad_cases[] = {
     {"bare continuation", {0x30, 0x03, 0, 1, 0x80}, 5, "invalid UTF-8 in topic", 4},
     {"topic past the end", {0x30, 0x03, 0, 5, 'a'}, 5, "string exceeds packet", 2},
     {"filter a+", {0x82, 0x07, 0, 1, 0, 2, 'a', '+', 0}, 9, "misplaced + in topic filter", 7},
-    {"filter a/#/b", {0x82, 0x0A, 0, 1, 0, 5, 'a', '/', '#', '/', 'b', 0}, 12,
-     "misplaced # in topic filter", 8},
+    {"filter a/#/b",
+     {0x82, 0x0A, 0, 1, 0, 5, 'a', '/', '#', '/', 'b', 0},
+     12,
+     "misplaced # in topic filter",
+     8},
     {"filter a#", {0xA2, 0x06, 0, 1, 0, 2, 'a', '#'}, 8, "misplaced # in topic filter", 7},
     {"empty filter", {0x82, 0x05, 0, 1, 0, 0, 0}, 7, "empty topic filter", 4},
-    {"bad UTF-8 filter", {0x82, 0x06, 0, 1, 0, 1, 0xFF, 0}, 8, "invalid UTF-8 in topic filter",
-     6},
+    {"bad UTF-8 filter", {0x82, 0x06, 0, 1, 0, 1, 0xFF, 0}, 8, "invalid UTF-8 in topic filter", 6},
     {"empty SUBSCRIBE", {0x82, 0x02, 0, 1}, 4, "empty subscription list", 4},
     {"empty UNSUBSCRIBE", {0xA2, 0x02, 0, 1}, 4, "empty subscription list", 4},
-    {"QoS byte 0x04", {0x82, 0x06, 0, 1, 0, 1, 'a', 0x04}, 8, "reserved bits in requested QoS",
-     7},
+    {"QoS byte 0x04", {0x82, 0x06, 0, 1, 0, 1, 'a', 0x04}, 8, "reserved bits in requested QoS", 7},
     {"requested QoS 3", {0x82, 0x06, 0, 1, 0, 1, 'a', 3}, 8, "bad requested QoS", 7},
     {"missing QoS byte", {0x82, 0x05, 0, 1, 0, 1, 'a'}, 7, "packet too short", 7},
-    {"protocol MQTX", {0x10, 0x0D, 0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0, 0, 0, 1, 'c'}, 15,
-     "bad protocol name", 4},
+    {"protocol MQTX",
+     {0x10, 0x0D, 0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0, 0, 0, 1, 'c'},
+     15,
+     "bad protocol name",
+     4},
     {"reserved connect flag", CONNECT_FLAGS(0x03), "reserved connect flag set", 9},
     {"will QoS without will", CONNECT_FLAGS(0x08), "will flags without will", 9},
     {"will retain without will", CONNECT_FLAGS(0x20), "will flags without will", 9},
     {"will QoS 3", CONNECT_FLAGS(0x1C), "bad will QoS", 9},
     {"password without username", CONNECT_FLAGS(0x40), "password without username", 9},
-    {"client id not UTF-8", {0x10, 0x0D, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 0, 0, 1, 0xC1}, 15,
-     "invalid UTF-8 in client id", 14},
+    {"client id not UTF-8",
+     {0x10, 0x0D, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 0, 0, 1, 0xC1},
+     15,
+     "invalid UTF-8 in client id",
+     14},
     {"will topic wildcard",
-     {0x10, 0x12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06, 0, 0, 0, 1, 'c', 0, 1, '#', 0, 0}, 20,
-     "invalid will topic", 17},
+     {0x10, 0x12, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x06, 0, 0, 0, 1, 'c', 0, 1, '#', 0, 0},
+     20,
+     "invalid will topic",
+     17},
     {"username not UTF-8",
-     {0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x82, 0, 0, 0, 1, 'c', 0, 1, 0xFE}, 18,
-     "invalid UTF-8 in username", 17},
+     {0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x82, 0, 0, 0, 1, 'c', 0, 1, 0xFE},
+     18,
+     "invalid UTF-8 in username",
+     17},
     {"CONNECT trailing bytes",
-     {0x10, 0x0E, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 0, 0, 1, 'c', 'x'}, 16,
-     "trailing bytes in packet", 15},
-    {"CONNECT missing password", {0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 0, 0, 1, 'c',
-     0, 1, 'u'}, 18, "packet too short", 18},
+     {0x10, 0x0E, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 0, 0, 1, 'c', 'x'},
+     16,
+     "trailing bytes in packet",
+     15},
+    {"CONNECT missing password",
+     {0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 0, 0, 1, 'c', 0, 1, 'u'},
+     18,
+     "packet too short",
+     18},
     {"PINGREQ length 1", {0xC0, 0x01, 0}, 3, "bad remaining length", 1},
     {"DISCONNECT length 1", {0xE0, 0x01, 0}, 3, "bad remaining length", 1},
     {"PUBACK length 3", {0x40, 0x03, 0, 1, 0}, 5, "bad remaining length", 1},
@@ -479,9 +509,9 @@ START_TEST(bad_first_byte_is_refused_before_the_rest)
     ck_assert_str_eq(err.reason, "bad QoS");
     ck_assert_int_eq(mqtt_decode((const uint8_t[]){0x30}, 1, 0, &p, &need, &err), MQTT_MORE);
     /* A fourth length byte with its continuation bit set is refused at once. */
-    ck_assert_int_eq(mqtt_decode((const uint8_t[]){0x30, 0x80, 0x80, 0x80, 0x80}, 5, 0, &p,
-                                 &need, &err),
-                     MQTT_BAD);
+    ck_assert_int_eq(
+        mqtt_decode((const uint8_t[]){0x30, 0x80, 0x80, 0x80, 0x80}, 5, 0, &p, &need, &err),
+        MQTT_BAD);
     /* A non-minimal length (5 in two bytes) is accepted, as 3.1.1 allows. */
     ck_assert_int_eq(mqtt_decode((const uint8_t[]){0xC0, 0x80, 0x00}, 3, 0, &p, &need, &err),
                      MQTT_DONE);
@@ -492,11 +522,12 @@ END_TEST
 START_TEST(topic_name_and_filter_validators)
 {
     static uint8_t big[65536];
-    const char *names_ok[] = {"a/b", "/", "a//b", "$SYS/broker", " ", "caf\xc3\xa9", "\xf0\x9f\x98\x80"};
+    const char *names_ok[] = {
+        "a/b", "/", "a//b", "$SYS/broker", " ", "caf\xc3\xa9", "\xf0\x9f\x98\x80"};
     const char *names_bad[] = {"", "a/+", "#", "a/#", "caf\xc3", "\xed\xbf\xbf"};
     const char *filters_ok[] = {"#", "+", "sport/+/player1", "+/+", "/+", "sport/#", "+/#", "a//b"};
-    const char *filters_bad[] = {"", "sport/tennis#", "sport/tennis/#/ranking", "sport+", "++",
-                                 "#/", "a/+b", "\xc0\xaf"};
+    const char *filters_bad[] = {
+        "", "sport/tennis#", "sport/tennis/#/ranking", "sport+", "++", "#/", "a/+b", "\xc0\xaf"};
 
     for (size_t i = 0; i < sizeof names_ok / sizeof *names_ok; i++)
         ck_assert_msg(mqtt_topic_name_valid((const uint8_t *)names_ok[i], strlen(names_ok[i])),
@@ -510,8 +541,8 @@ START_TEST(topic_name_and_filter_validators)
             filters_ok[i]);
     for (size_t i = 0; i < sizeof filters_bad / sizeof *filters_bad; i++)
         ck_assert_msg(
-            !mqtt_topic_filter_valid((const uint8_t *)filters_bad[i], strlen(filters_bad[i])),
-            "%s", filters_bad[i]);
+            !mqtt_topic_filter_valid((const uint8_t *)filters_bad[i], strlen(filters_bad[i])), "%s",
+            filters_bad[i]);
     memset(big, 'a', sizeof big);
     ck_assert(mqtt_topic_name_valid(big, 65535));
     ck_assert(!mqtt_topic_name_valid(big, 65536));
