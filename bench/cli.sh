@@ -126,10 +126,12 @@ bench_pipeline() {
     printf '  %-22s %8.3f s\n' "coro pipeline 1,4,1" "$c" "shell a | b | c" "$s"
     ratio "shell/coro" "$s" "$c" ">= 3.00 (at most 1.33 on 2 CPUs)"
     seq 1000 > "$tmp/pl.wait"
+    # 2 / 8 / 2 ms rather than 1 / 4 / 1: a 1 ms sleep overshoots by a good
+    # fraction of itself on a busy machine, which blurs the 4x ratio.
     w1="import sys, time
-for l in sys.stdin: time.sleep(0.001); sys.stdout.write(l)"
-    w4=${w1/0.001/0.004}
-    echo "pipeline, wait-bound: 1,000 records, sleep 1 / 4 / 1 ms per record, median of $RUNS runs"
+for l in sys.stdin: time.sleep(0.002); sys.stdout.write(l)"
+    w4=${w1/0.002/0.008}
+    echo "pipeline, wait-bound: 1,000 records, sleep 2 / 8 / 2 ms per record, median of $RUNS runs"
     c=$(median_of "$CORO pipeline --stage \"python3 -uc '$w1'\" --stage \"python3 -uc '$w4':4\" \
         --stage \"python3 -uc '$w1'\" < $tmp/pl.wait")
     s=$(median_of "python3 -uc '$w1' < $tmp/pl.wait | python3 -uc '$w4' | python3 -uc '$w1'")
