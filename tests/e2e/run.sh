@@ -80,9 +80,15 @@ if [ -n "$missing" ]; then
 fi
 
 # ---- 3. boot ----
-nspawn_pid=
+nspawn_pid= leader=
 cleanup() {
     status=$?
+    if [ "$status" -ne 0 ] && [ -n "${leader:-}" ]; then
+        for d in $daemons; do
+            echo "e2e: journal of coro-$d:" >&2
+            ct "journalctl -u coro-$d --no-pager | tail -n 25" >&2 || true
+        done
+    fi
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         kill -TERM "$nspawn_pid" # the container halts; --volatile drops its changes
         for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
