@@ -1,0 +1,189 @@
+/*
+ * deliver.c - routing a PUBLISH to subscribers: match, one entry per
+ * subscriber with the highest matching QoS, granted QoS = min(sub, pub),
+ * the per-subscriber bounded queue (QoS 0 dropped and counted when full,
+ * QoS 1/2 make the publisher wait), persistence of QoS >= 1 messages for
+ * persistent sessions, and the retained store.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "coro/log.h"
+
+#define BACKPRESSURE_MAX_MS 30000 /* then the message is dropped: a stuck pair of clients */
+
+enum { ENQ_DONE, ENQ_BUSY };
+
+struct target {
+    struct session *s;
+    uint8_t qos;
+};
+
+struct targets {
+    struct target *v;
+    size_t n, cap;
+    struct target local[32];
+};
+
+static void on_match(void *sub, uint8_t qos, void *arg)
+{
+    struct targets *t = arg;
+    struct session *s = sub;
+
+    if (s->nsubs > 1) /* only then can it match twice */
+        for (size_t i = 0; i < t->n; i++)
+            if (t->v[i].s == s) {
+                if (qos > t->v[i].qos)
+                    t->v[i].qos = qos;
+                return;
+            }
+    if (t->n == t->cap) {
+        size_t cap = t->cap * 2;
+        struct target *v = malloc(cap * sizeof(*v));
+        if (!v)
+            return; /* out of memory: this subscriber misses the message */
+        memcpy(v, t->v, t->n * sizeof(*v));
+        if (t->v != t->local)
+            free(t->v);
+        t->v = v;
+        t->cap = cap;
+    }
+    session_ref(s);
+    t->v[t->n].s = s;
+    t->v[t->n].qos = qos;
+    t->n++;
+}
+
+/* Queue m for s (s->mu taken here). ENQ_BUSY: a QoS 1/2 queue is full. */
+static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, bool force)
+{
+    struct conn *kick = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->gone || (qos == 0 && !s->conn)) {
+        pthread_mutex_unlock(&s->mu);
+        return ENQ_DONE;
+    }
+    bool full = s->qlen >= atomic_load_explicit(&B.max_queued, memory_order_relaxed) ||
+                s->qbytes + m->plen > atomic_load_explicit(&B.max_queued_bytes,
+                                                           memory_order_relaxed);
+    if (full && !force) {
+        bool busy = qos > 0 && s->conn;
+        pthread_mutex_unlock(&s->mu);
+        if (!busy)
+            metric_inc(bstats.dropped);
+        return busy ? ENQ_BUSY : ENQ_DONE;
+    }
+    struct qitem it = {msg_ref(m), 0, qos, QI_QUEUED, retain, false};
+    if (session_queue_push(s, &it) < 0) {
+        msg_unref(m);
+        metric_inc(bstats.dropped);
+    } else if (conn_need_kick(s->conn)) {
+        kick = s->conn;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (kick)
+        conn_kick(kick);
+    return ENQ_DONE;
+}
+
+/* Wait for room in s's queue: the publishing coroutine parks, so a slow
+ * subscriber slows its publishers instead of growing without bound. */
+static void enqueue_wait(struct session *s, struct msg *m, uint8_t qos, struct session *from)
+{
+    uint64_t t0 = 0;
+    unsigned nap = 1;
+
+    while (enqueue(s, m, qos, false, s == from) == ENQ_BUSY) {
+        uint64_t now = coro_now_ms();
+        if (!t0)
+            t0 = now;
+        if (now - t0 > BACKPRESSURE_MAX_MS || coro_sleep_ms(nap) < 0) {
+            metric_inc(bstats.dropped);
+            return;
+        }
+        if (nap < 8)
+            nap *= 2;
+    }
+}
+
+void deliver_to_session(struct session *s, struct msg *m, uint8_t qos, bool retain)
+{
+    enqueue(s, m, qos, retain, false);
+}
+
+static bool readable(struct session *s, const struct msg *m)
+{
+    return acl_allowed(s->username, s->client_id, m->topic, ACL_READ);
+}
+
+int deliver_publish(struct msg *m, struct session *from)
+{
+    struct targets t = {.v = NULL, .n = 0, .cap = 32};
+    t.v = t.local;
+    topic_match(B.topics, m->topic, m->tlen, on_match, &t);
+
+    struct session **ps = NULL;
+    size_t np = 0;
+    if (persist_on() && m->qos > 0 && t.n) {
+        ps = malloc(t.n * sizeof(*ps));
+        m->id = persist_msg_id();
+    }
+    for (size_t i = 0; i < t.n; i++) {
+        struct session *s = t.v[i].s;
+        uint8_t q = t.v[i].qos < m->qos ? t.v[i].qos : m->qos;
+        if (readable(s, m)) {
+            enqueue_wait(s, m, q, from);
+            if (ps && q > 0 && s->persistent)
+                ps[np++] = s;
+        }
+    }
+    int rc = np ? persist_deliver(m, ps, np) : 0;
+    for (size_t i = 0; i < t.n; i++)
+        session_unref(t.v[i].s);
+    if (t.v != t.local)
+        free(t.v);
+    free(ps);
+    return rc;
+}
+
+/* ---- retained messages --------------------------------------------------- */
+
+void retain_set(struct msg *m)
+{
+    void *old = topic_retain_set(B.topics, m->topic, m->tlen, m->plen ? msg_ref(m) : NULL);
+    msg_unref(old);
+}
+
+struct rvec {
+    struct msg **v;
+    size_t n, cap;
+};
+
+static void on_retained(void *msg, void *arg)
+{
+    struct rvec *r = arg;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct msg **v = realloc(r->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = msg_ref(msg);
+}
+
+void retain_send(struct session *s, const char *filter, size_t len, uint8_t qos)
+{
+    struct rvec r = {NULL, 0, 0};
+    topic_retain_match(B.topics, filter, len, on_retained, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        if (readable(s, r.v[i]))
+            enqueue(s, r.v[i], r.v[i]->qos < qos ? r.v[i]->qos : qos, true, false);
+        msg_unref(r.v[i]);
+    }
+    free(r.v);
+}

@@ -1,0 +1,107 @@
+/*
+ * handle_publish.c - inbound PUBLISH (QoS 0/1/2, the in-flight QoS 2 set
+ * between PUBREC and PUBREL) and the acknowledgements of outbound
+ * messages (PUBACK, PUBREC -> PUBREL, PUBCOMP).
+ */
+#include <stdlib.h>
+
+#include "broker.h"
+#include "coro/log.h"
+
+static int ack(struct conn *c, enum mqtt_type type, uint16_t id)
+{
+    uint8_t out[4];
+    size_t n = mqtt_encode_ack(out, sizeof(out), type, id);
+    pthread_mutex_lock(&c->s->mu);
+    int rc = conn_ctl_append(c, out, n);
+    pthread_mutex_unlock(&c->s->mu);
+    return rc;
+}
+
+int handle_publish(struct conn *c, const struct mqtt_packet *p, const char **why)
+{
+    const struct mqtt_publish *pb = &p->u.publish;
+    struct session *s = c->s;
+
+    metric_inc(bstats.msgs_in[pb->qos]);
+    if (pb->qos == 2) {
+        pthread_mutex_lock(&s->mu);
+        bool seen = session_in2_has(s, pb->id);
+        pthread_mutex_unlock(&s->mu);
+        if (seen) /* a resend before PUBREL: delivered already */
+            return ack(c, MQTT_PUBREC, pb->id);
+    }
+    struct msg *m = msg_new(pb->topic.p, pb->topic.len, pb->payload.p, pb->payload.len, pb->qos,
+                            pb->retain);
+    if (!m)
+        return *why = "out of memory", -1;
+    int rc = 0;
+    if (acl_allowed(c->username, s->client_id, m->topic, ACL_WRITE)) {
+        if (pb->retain) {
+            retain_set(m);
+            if (persist_on())
+                rc = persist_retain(m);
+        }
+        if (rc == 0)
+            rc = deliver_publish(m, s);
+    } else {
+        char nb[300];
+        log_info("%s: publish to \"%s\" denied", client_name(c, nb, sizeof(nb)), m->topic);
+    }
+    msg_unref(m);
+    if (rc < 0)
+        return *why = NULL, -1; /* not acked: the client sends it again */
+    if (pb->qos == 1)
+        return ack(c, MQTT_PUBACK, pb->id);
+    if (pb->qos == 2) {
+        pthread_mutex_lock(&s->mu);
+        rc = session_in2_add(s, pb->id);
+        pthread_mutex_unlock(&s->mu);
+        return rc < 0 ? (*why = "out of memory", -1) : ack(c, MQTT_PUBREC, pb->id);
+    }
+    return 0;
+}
+
+int handle_pubrel(struct conn *c, uint16_t id, const char **why)
+{
+    pthread_mutex_lock(&c->s->mu);
+    session_in2_del(c->s, id);
+    pthread_mutex_unlock(&c->s->mu);
+    return ack(c, MQTT_PUBCOMP, id);
+}
+
+/* An outbound message is acknowledged: free its window slot, log it. */
+int handle_ack(struct conn *c, const struct mqtt_packet *p, const char **why)
+{
+    struct session *s = c->s;
+    uint64_t mid = 0;
+    bool kick = false;
+    uint8_t out[4];
+
+    pthread_mutex_lock(&s->mu);
+    struct qitem *it = session_inflight_find(s, p->u.id);
+    if (!it) {
+        pthread_mutex_unlock(&s->mu);
+        return 0; /* unknown or already done: ignore, as mosquitto does */
+    }
+    if (p->type == MQTT_PUBACK && it->qos == 1 && it->state == QI_SENT) {
+        mid = it->m->id;
+        msg_unref(it->m);
+        session_inflight_remove(s, it);
+    } else if (p->type == MQTT_PUBREC && it->qos == 2 && it->state == QI_SENT) {
+        mid = it->m->id;
+        it->state = QI_REL;
+        conn_ctl_append(c, out, mqtt_encode_ack(out, sizeof(out), MQTT_PUBREL, p->u.id));
+    } else if (p->type == MQTT_PUBCOMP && it->state == QI_REL) {
+        msg_unref(it->m);
+        session_inflight_remove(s, it);
+    }
+    if (s->qlen)
+        kick = conn_need_kick(c);
+    pthread_mutex_unlock(&s->mu);
+    if (kick)
+        conn_kick(c);
+    if (mid && s->persistent && persist_on())
+        persist_acks(s, &mid, 1);
+    return 0;
+}
