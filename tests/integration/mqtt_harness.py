@@ -381,7 +381,8 @@ def free_port():
 class Broker:
     """One broker process under test. opts: persistence (bool),
     users {name: password}, acl (text, mosquitto syntax),
-    allow_anonymous (bool), max_packet_size (int), sys_interval (s)."""
+    allow_anonymous (bool), max_packet_size (int), max_queued (messages
+    per client), sys_interval (s)."""
 
     def __init__(self, **opts):
         self.opts = opts
@@ -443,6 +444,8 @@ class Broker:
             lines.append("persistence false")
         if o.get("max_packet_size"):
             lines.append("max_packet_size %d" % o["max_packet_size"])
+        if o.get("max_queued"):
+            lines.append("max_queued_messages %d" % o["max_queued"])
         if self.passwd:
             lines.append("password_file %s" % self.passwd)
         if self.aclf:
@@ -459,6 +462,8 @@ class Broker:
                  "sys_interval = %ds" % o.get("sys_interval", 1)]
         if o.get("max_packet_size"):
             lines.append("max_packet_size = %d" % o["max_packet_size"])
+        if o.get("max_queued"):
+            lines.append("max_queued = %d" % o["max_queued"])
         lines += ["[auth]",
                   "allow_anonymous = %s" % yn(o.get("allow_anonymous", True))]
         if self.passwd:
