@@ -1,89 +1,213 @@
 #!/bin/bash
-# bench/broker.sh - coro-broker (2 workers) side by side with Debian's
-# mosquitto in one run, same loopback, same load generators:
-#   qos0, qos1   1 publisher -> 1 subscriber, 64-byte messages (paho, mqtt_bench.py)
-#   fanout       1 publisher -> 100 subscribers, QoS 0 (paho)
-#   pubs         1,000 concurrent QoS 0 publishers -> 1 subscriber (mqtt_raw.py, raw)
-#   idle         RSS per idle client with 10,000 connected clients
-# Medians of RUNS (3) runs; the last lines are the ratios coro/mosquitto.
-# Env: BUILDDIR (default .), RUNS, N (200000), FAN_N (5000), CASES.
-set -u
-BUILDDIR=${BUILDDIR:-.}
-SRC=$(cd "$(dirname "$0")" && pwd)
-BROKER=$BUILDDIR/daemons/broker/coro-broker
-PY=/usr/bin/python3
-RUNS=${RUNS:-3}; N=${N:-200000}; FAN_N=${FAN_N:-5000}; IDLE=${IDLE:-10000}
-CASES=${CASES:-"qos0 qos1 fanout pubs idle"}
-[ -x "$BROKER" ] || { echo "broker.sh: $BROKER not built" >&2; exit 1; }
-command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] ||
-    { echo "broker.sh: mosquitto not installed (scripts/setup-deps.sh)" >&2; exit 1; }
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-T=$(mktemp -d /tmp/coro-bench-broker.XXXXXX)
-PIDS=""
-trap 'for p in $PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"' EXIT
+# bench/broker.sh - coro-broker side by side with Debian's mosquitto, in one
+# run, driven by the same load generator (bench/mqtt_load, coroutines, one
+# worker thread by default). Per case it prints the median over RUNS of each
+# broker's figure and the ratio coro/mosquitto.
+#
+#   bench/broker.sh                     # build in $BUILD, all cases, 3 runs
+#   RUNS=5 CASES="qos0 fanout" bench/broker.sh
+#   BUILD=/work/build bench/broker.sh   # reuse a build dir (make bench + broker)
+#   ONLY=mosquitto bench/broker.sh      # one broker only (no ratios)
+#
+# Cases (64-byte payloads; publishers publish for DUR seconds, then the
+# subscribers drain; deliveries/s = messages received / time to the last):
+#   qos0      1 publisher -> 1 subscriber, QoS 0
+#   qos1      the same at QoS 1, 64 PUBLISH in flight, every count exact
+#   fanout    1 publisher -> FAN_SUBS (100) subscribers, QoS 0
+#   manypubs  MANY_PUBS (1,000) concurrent publishers -> 1 subscriber, QoS 0
+#   idle      IDLE_CONNS (10,000) idle clients: broker RSS growth per client
+# Brokers: mosquitto with the anchors' config (persistence false, default
+# queue limits, max_connections -1) and coro-broker with [runtime] workers =
+# WORKERS (2) and persistence = no, each on its own free 127.0.0.1 port and
+# temp dir, one at a time on this machine; every run is bounded by `timeout`,
+# and only the PID started here is stopped.
+set -eu
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return; sleep 0.05; done; }
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+src=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-3}
+CASES=${CASES:-"qos0 qos1 fanout manypubs idle"}
+DUR=${DUR:-5}
+FAN_SUBS=${FAN_SUBS:-100}
+MANY_PUBS=${MANY_PUBS:-1000}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+WORKERS=${WORKERS:-2}            # coro-broker [runtime] workers
+LOAD_WORKERS=${LOAD_WORKERS:-1}  # mqtt_load worker threads
+ONLY=${ONLY:-}                   # mosquitto | coro: run one broker only
+BUILD=${BUILD:-${TMPDIR:-/tmp}/coro-build-bench}
+RES=${RES:-${TMPDIR:-/tmp}/coro-bench-broker}
+MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 
-start() { # start NAME -> PID in SPID, port in SPORT
-    SPORT=$(free_port)
-    if [ "$1" = coro ]; then
-        printf '[runtime]\nworkers = 2\n[log]\nlevel = warning\n[broker]\nsys_interval = 0\n[listener.b]\nlisten = 127.0.0.1:%s\n' "$SPORT" > "$T/coro.ini"
-        "$BROKER" -c "$T/coro.ini" 2>>"$T/coro.log" &
-    else
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_dest none\n' "$SPORT" > "$T/mq.conf"
-        /usr/sbin/mosquitto -c "$T/mq.conf" 2>>"$T/mq.log" &
+die() { echo "broker.sh: $*" >&2; exit 1; }
+
+build() {
+    if [ -z "${LOAD:-}" ] || { [ -z "${CORO_BROKER:-}" ] && [ "$ONLY" != mosquitto ]; }; then
+        if [ ! -x "$src/configure" ]; then
+            (cd "$src" && flock /tmp/coro-autoreconf.lock sh -c 'test -f configure || autoreconf -fi')
+        fi
+        mkdir -p "$BUILD"
+        [ -f "$BUILD/Makefile" ] || (cd "$BUILD" && "$src/configure" -q)
+        make -C "$BUILD" -s -j"$(nproc)" bench >&2
+        if [ "$ONLY" != mosquitto ]; then
+            make -C "$BUILD" -s -j"$(nproc)" daemons/broker/coro-broker >&2 ||
+                die "coro-broker does not build (ONLY=mosquitto runs the peer alone)"
+        fi
     fi
-    SPID=$!
-    PIDS="$PIDS $SPID"
-    wait_port "$SPORT"
+    LOAD=${LOAD:-$BUILD/bench/mqtt_load}
+    CORO_BROKER=${CORO_BROKER:-$BUILD/daemons/broker/coro-broker}
+    [ -x "$MOSQUITTO" ] || die "no $MOSQUITTO: run scripts/setup-deps.sh (installs mosquitto)"
 }
-stop() { kill "$1"; wait "$1" 2>/dev/null; }
 
-run_case() { # run_case BROKER CASE -> prints the median figure
-    local rates=() line
-    for _ in $(seq "$RUNS"); do
-        start "$1"
-        case $2 in
-        qos0) line=$($PY "$SRC/mqtt_bench.py" --port "$SPORT" --qos 0 -n "$N" --subs 1 2>&1 | tail -1) ;;
-        qos1) line=$($PY "$SRC/mqtt_bench.py" --port "$SPORT" --qos 1 -n "$N" --subs 1 --inflight 100 2>&1 | tail -1) ;;
-        fanout) line=$($PY "$SRC/mqtt_bench.py" --port "$SPORT" --qos 0 -n "$FAN_N" --subs 100 --sub-procs 2 2>&1 | tail -1) ;;
-        pubs) line=$($PY "$SRC/mqtt_raw.py" pubs --port "$SPORT" --pubs 1000 -n 50 2>&1 | tail -1) ;;
-        esac
-        echo "  $1 $2: $line" >&2
-        rates+=("$(echo "$line" | sed -n 's/.*deliveries_s=\([0-9]*\).*/\1/p')")
-        stop "$SPID"
+# ---- brokers ------------------------------------------------------------------
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/coro-bench-broker.XXXXXX")
+CUR= # the broker running now (one at a time); stopped PIDs are forgotten
+cleanup() {
+    [ -n "$CUR" ] && stop_broker "$CUR"
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port pid
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
     done
-    median "${rates[@]}"
+    return 1
 }
 
-idle_case() { # bytes of RSS per idle client
-    start "$1"
-    local base; base=$(rss_kb "$SPID")
-    mkfifo "$T/hold.$1"
-    $PY "$SRC/mqtt_raw.py" idle --port "$SPORT" --clients "$IDLE" < "$T/hold.$1" > "$T/idle.$1" &
-    local lp=$!
-    exec 9>"$T/hold.$1"
-    for _ in $(seq 600); do grep -q connected "$T/idle.$1" && break; sleep 0.1; done
-    sleep 1
-    local after; after=$(rss_kb "$SPID")
-    exec 9>&-
-    wait $lp
-    stop "$SPID"
-    echo "  $1 idle: rss ${base} KiB -> ${after} KiB with $IDLE clients" >&2
-    echo $(( (after - base) * 1024 / IDLE ))
-}
-
-for c in $CASES; do
-    if [ "$c" = idle ]; then
-        m=$(idle_case mosquitto); k=$(idle_case coro)
-        printf 'case=idle mosquitto_bytes_per_client=%s coro_bytes_per_client=%s ratio=%s\n' "$m" "$k" \
-            "$(awk -v a="$k" -v b="$m" 'BEGIN {printf "%.2f", b ? a / b : 0}')"
-        continue
+# start_broker NAME -> sets PID and PORT
+start_broker() {
+    PORT=$(free_port)
+    local dir=$TMP/$1.$PORT
+    mkdir -p "$dir"
+    if [ "$1" = mosquitto ]; then
+        cat >"$dir/mosquitto.conf" <<EOF
+listener $PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_connections -1
+log_dest stderr
+log_type error
+log_type warning
+EOF
+        "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/out" 2>&1 &
+    else
+        cat >"$dir/coro-broker.ini" <<EOF
+[runtime]
+workers = $WORKERS
+[log]
+level = warning
+[broker]
+persistence = no
+[listener.bench]
+listen = 127.0.0.1:$PORT
+EOF
+        "$CORO_BROKER" -c "$dir/coro-broker.ini" >"$dir/out" 2>&1 &
     fi
-    m=$(run_case mosquitto "$c"); k=$(run_case coro "$c")
-    printf 'case=%s mosquitto_msgs_s=%s coro_msgs_s=%s ratio=%s\n' "$c" "$m" "$k" \
-        "$(awk -v a="$k" -v b="$m" 'BEGIN {printf "%.2f", b ? a / b : 0}')"
+    PID=$!
+    CUR=$PID
+    wait_port "$PORT" "$PID" || { cat "$dir/out" >&2; die "$1 did not listen on $PORT"; }
+}
+
+stop_broker() { # pid
+    CUR=
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# ---- cases --------------------------------------------------------------------
+
+case_args() {
+    case $1 in
+    qos0) echo "pubsub -q 0 -d $DUR" ;;
+    qos1) echo "pubsub -q 1 -d $DUR -i 64" ;;
+    fanout) echo "fanout -q 0 -S $FAN_SUBS -d $DUR -w 2000" ;;
+    manypubs) echo "many-pubs -q 0 -P $MANY_PUBS -d $DUR" ;;
+    idle) echo "conns -c $IDLE_CONNS --hold 2" ;;
+    *) die "unknown case $1" ;;
+    esac
+}
+
+# field NAME LINE: the value of NAME=... in a result line
+field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR ? a[int((NR+1)/2)] : "NA")}'; }
+
+# run_one CASE BROKER: appends the figure to FIG_<broker>, trouble to NOTES
+run_one() {
+    local cs=$1 who=$2 line key v lost errs
+    start_broker "$who"
+    # shellcheck disable=SC2046 # case_args is a word list
+    line=$(timeout 300 "$LOAD" $(case_args "$cs") -a "127.0.0.1:$PORT" -p "$PID" \
+        -W "$LOAD_WORKERS" -t 60 -l "case=$cs broker=$who " 2>&1 | tail -1) || true
+    stop_broker "$PID"
+    echo "$line" >>"$RES/lines.txt"
+    echo "  $line" >&2
+    key=deliveries_s
+    [ "$cs" = idle ] && key=bytes_per_client
+    v=$(field "$key" "$line")
+    case $v in '' | *[!0-9.-]*) v=NA ;; esac
+    eval "FIG_$who+=(\"$v\")"
+    if [ "$cs" = idle ]; then
+        lost=$(field dropped "$line")
+        errs=$(($(field conns "$line") - $(field connected "$line"))) 2>/dev/null || errs='?'
+    else
+        lost=$(field lost "$line")
+        errs=$(field errors "$line")
+        GEN_CPU+="$(field gen_cpu "$line"),"
+    fi
+    if [ "${lost:-?}" != 0 ] || [ "${errs:-?}" != 0 ]; then
+        NOTES+="$who:lost=${lost:-?},errors=${errs:-?} "
+    fi
+}
+
+run_case() {
+    local cs=$1 i order m c ratio target
+    FIG_mosquitto=() FIG_coro=() NOTES="" GEN_CPU=""
+    for i in $(seq 1 "$RUNS"); do
+        # alternate who goes first so that drift hits both
+        order="mosquitto coro"
+        [ $((i % 2)) = 0 ] && order="coro mosquitto"
+        for who in $order; do
+            [ -n "$ONLY" ] && [ "$ONLY" != "$who" ] && continue
+            run_one "$cs" "$who"
+        done
+    done
+    m=$(median "${FIG_mosquitto[@]}")
+    c=$(median "${FIG_coro[@]}")
+    ratio=$(awk -v c="$c" -v m="$m" 'BEGIN{ if (c+0 > 0 && m+0 > 0) printf "%.2f", c/m; else print "NA" }')
+    target=">= 1.5"
+    [ "$cs" = idle ] && target="<= 1.0"
+    printf '%-9s %-13s %10s %10s %6s  %-7s m=%s c=%s%s%s\n' "$cs" \
+        "$([ "$cs" = idle ] && echo bytes/client || echo deliveries/s)" "$m" "$c" "$ratio" \
+        "$target" "$(IFS=,; echo "${FIG_mosquitto[*]}")" "$(IFS=,; echo "${FIG_coro[*]}")" \
+        "${GEN_CPU:+ gen_cpu=${GEN_CPU%,}}" "${NOTES:+ ($NOTES)}" | tee -a "$RES/summary.txt"
+}
+
+build
+mkdir -p "$RES"
+: >"$RES/lines.txt"
+# 10,000 idle clients: one fd each in the load generator and in the broker
+ulimit -n $((IDLE_CONNS + MANY_PUBS + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+mv=$("$MOSQUITTO" -h 2>/dev/null | sed -n '1s/.*version \([0-9.]*\).*/\1/p')
+{
+    echo "broker bench $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, RUNS=$RUNS, DUR=${DUR}s," \
+        "load: mqtt_load workers=$LOAD_WORKERS"
+    echo "mosquitto ${mv:-?} (Debian, single-threaded): persistence false," \
+        "max_queued_messages 1000 (default), max_connections -1"
+    echo "coro-broker: [runtime] workers = $WORKERS, [broker] persistence = no, other limits default"
+    echo "fanout 1->$FAN_SUBS, manypubs $MANY_PUBS->1, idle $IDLE_CONNS clients; payload 64 B"
+    printf '%-9s %-13s %10s %10s %6s  %-7s %s\n' case figure mosquitto coro ratio target runs
+} | tee "$RES/summary.txt"
+for cs in $CASES; do
+    run_case "$cs"
 done
+echo "lines: $RES/lines.txt" >&2
