@@ -386,10 +386,7 @@ class Broker:
 
     def __init__(self, **opts):
         self.opts = opts
-        self.dir = tempfile.mkdtemp(prefix="coro-mqtt.")
-        self.port = free_port()
         self.proc = None
-        self.log = os.path.join(self.dir, "broker.log")
         if BROKER == "mosquitto":
             self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             if not os.access(self.exe, os.X_OK):
@@ -400,12 +397,20 @@ class Broker:
                 skip("%s not built" % self.exe)
         else:
             raise SystemExit("BROKER=%s: want coro or mosquitto" % BROKER)
-        self._write_auth()
-        self.conf = os.path.join(self.dir, "broker.conf")
-        with open(self.conf, "w") as f:
-            f.write(self._conf_mosquitto() if BROKER == "mosquitto"
-                    else self._conf_coro())
-        self.start()
+        self.dir = tempfile.mkdtemp(prefix="coro-mqtt.")
+        self.port = free_port()
+        self.log = os.path.join(self.dir, "broker.log")
+        try:
+            self._write_auth()
+            self.conf = os.path.join(self.dir, "broker.conf")
+            with open(self.conf, "w") as f:
+                f.write(self._conf_mosquitto() if BROKER == "mosquitto"
+                        else self._conf_coro())
+            self.start()
+        except BaseException:
+            print("--- broker log (%s) ---\n%s" % (BROKER, self.log_tail()))
+            self.cleanup()
+            raise
 
     def _write_auth(self):
         self.passwd = self.aclf = None
@@ -621,6 +626,28 @@ class Paho:
 
 # ---------------------------------------------------------------- running
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "WARNING: ThreadSanitizer")
+
+
+def broker_exit_ok(broker):
+    """SIGTERM must end the broker with status 0, and a sanitizer build must
+    have reported nothing. Returns the number of failures (0 or 1)."""
+    rc = broker.stop()
+    try:
+        with open(broker.log, errors="replace") as f:
+            marks = [l.rstrip() for l in f if any(m in l for m in SANITIZER_MARKS)]
+    except OSError:
+        marks = []
+    if rc != 0:
+        print("FAIL broker exit status %s on SIGTERM" % rc)
+        return 1
+    if marks:
+        print("FAIL sanitizer report in the broker log: %s" % marks[:3])
+        return 1
+    return 0
+
+
 def main(cases, broker_opts=None, time_limit=120):
     """Run cases [(name, fn(broker))] against one broker started with
     broker_opts (the cases share it and use distinct topics and client
@@ -656,6 +683,7 @@ def main(cases, broker_opts=None, time_limit=120):
     finally:
         signal.alarm(0)
         if broker:
+            failed += broker_exit_ok(broker)
             if failed:
                 print("--- broker log (%s) ---\n%s" % (BROKER, broker.log_tail(30)))
             broker.cleanup()
