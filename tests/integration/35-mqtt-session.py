@@ -97,6 +97,25 @@ def clean_discards(b):
           "[MQTT-3.1.2-6]")
 
 
+def takeover_keeps(b):
+    """A second connection with the same id and clean session 0 takes the
+    session over: session present 1, the old connection closed, its
+    unacknowledged message resent with DUP on the new one [MQTT-3.1.4-2]."""
+    old = persistent(b, "t35-take", False)
+    old.subscribe([("t35/take", 1)])
+    b.client("t35-take-pub").publish("t35/take", b"in flight", qos=1)
+    first = old.expect_publish(what="delivery to the first connection", ack=False)
+    new = persistent(b, "t35-take", True)
+    check(old.closed_within(5), "takeover: the old connection is still open")
+    p = new.expect(PUBLISH, what="unacknowledged message after takeover")
+    check(p.dup and p.payload == b"in flight" and p.pid == first.pid,
+          "after takeover got %r, want the unacknowledged one with DUP" % p)
+    new.ack(p)
+    b.client("t35-take-pub2").publish("t35/take", b"next", qos=1)
+    p = new.expect_publish(what="delivery after takeover")
+    check(p.payload == b"next" and not p.dup, "after takeover: %r" % p)
+
+
 def restart_keeps(b):
     c = persistent(b, "t35-restart", False)
     c.subscribe([("t35/restart", 1)])
@@ -127,5 +146,6 @@ if __name__ == "__main__":
           ("unacknowledged QoS 1 resent with DUP", inflight_redelivered),
           ("unacknowledged PUBREL resent", pubrel_resent),
           ("clean session 1 discards the session", clean_discards),
+          ("takeover keeps the session", takeover_keeps),
           ("broker restart keeps sessions, queue, retained", restart_keeps)],
          broker_opts={"persistence": True})
