@@ -48,7 +48,8 @@ static const char usage_text[] =
     "  -h, --help            this text\n"
     "\n"
     "Without -b the password is asked twice with echo off on a terminal, or read\n"
-    "as one line from stdin otherwise. FILE is rewritten atomically, mode 0600.\n"
+    "as one line from stdin otherwise. FILE is rewritten atomically, keeping its\n"
+    "owner, group and mode (a new FILE gets mode 0600).\n"
     "Exit status: 0, 1 (wrong password, unknown user, mismatch), 64 usage,\n"
     "65 FILE is malformed, 71 FILE cannot be read or written.\n";
 

@@ -287,6 +287,24 @@ static int write_all(int fd, const coro_passwd_file_t *f)
     return 0;
 }
 
+/* The replacement gets the old file's owner, group and mode: a file an
+ * admin made root:coro-broker 0640 so the daemon can read it must stay so
+ * after `coro passwd`, or the next reload fails (the ngIRCd/tinyproxy bug).
+ * Owner first: chown may clear set-id bits that the mode then restores.
+ * A new file is 0600, owned by the caller. */
+static int keep_owner_and_mode(int fd, const char *path)
+{
+    struct stat old, cur;
+    if (stat(path, &old) < 0)
+        return errno == ENOENT ? fchmod(fd, 0600) : -1;
+    if (fstat(fd, &cur) < 0)
+        return -1;
+    if ((old.st_uid != cur.st_uid || old.st_gid != cur.st_gid) &&
+        fchown(fd, old.st_uid, old.st_gid) < 0)
+        return -1;
+    return fchmod(fd, old.st_mode & 07777);
+}
+
 int coro_passwd_file_save(const coro_passwd_file_t *f, const char *path)
 {
     char tmp[PATH_MAX];
@@ -297,7 +315,7 @@ int coro_passwd_file_save(const coro_passwd_file_t *f, const char *path)
     int fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
     if (fd < 0)
         return -1;
-    if (fchmod(fd, 0600) < 0 || write_all(fd, f) < 0 || fsync(fd) < 0)
+    if (keep_owner_and_mode(fd, path) < 0 || write_all(fd, f) < 0 || fsync(fd) < 0)
         goto fail;
     if (close(fd) < 0) {
         fd = -1;

@@ -1,7 +1,8 @@
 /*
  * test_passwd.c - $7$ PBKDF2-SHA512 hashes (format, salt, verify, malformed
- * input) and the password file (round trip, mode 0600, atomic save, bad
- * lines and names, timing-neutral check of unknown users).
+ * input) and the password file (round trip, mode 0600 for a new file,
+ * owner, group and mode of an existing one kept, atomic save, bad lines
+ * and names, timing-neutral check of unknown users).
  */
 #include "config.h"
 
@@ -189,6 +190,47 @@ START_TEST(bad_names_and_hashes_are_refused)
 }
 END_TEST
 
+/* A group other than the caller's own that the caller may give a file:
+ * any gid for root, else a supplementary group; our own gid if none. */
+static gid_t other_group(void)
+{
+    if (geteuid() == 0)
+        return getegid() == 4242 ? 4243 : 4242;
+    gid_t g[64];
+    int n = getgroups(64, g);
+    for (int i = 0; i < n; i++)
+        if (g[i] != getegid())
+            return g[i];
+    return getegid();
+}
+
+START_TEST(save_keeps_owner_group_and_mode)
+{
+    char h[CORO_PASSWD_ENCODED_MAX];
+    mkdir_tmp();
+    write_file("");
+    gid_t gid = other_group();
+    ck_assert_int_eq(chown(file, (uid_t)-1, gid), 0);
+    ck_assert_int_eq(chmod(file, 0640), 0); /* root:coro-broker 0640 */
+    coro_passwd_file_t *f = coro_passwd_file_load(file, NULL);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(coro_passwd_hash("pw", FAST, h, sizeof h), 0);
+    ck_assert_int_eq(coro_passwd_file_set(f, "alice", h), 0);
+    ck_assert_int_eq(coro_passwd_file_save(f, file), 0);
+    coro_passwd_file_free(f);
+
+    struct stat st;
+    ck_assert_int_eq(stat(file, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0640);
+    ck_assert_uint_eq(st.st_gid, gid);
+    ck_assert_uint_eq(st.st_uid, geteuid());
+    f = coro_passwd_file_load(file, NULL); /* and it is the new content */
+    ck_assert_int_eq(coro_passwd_file_check(f, "alice", "pw"), 1);
+    coro_passwd_file_free(f);
+    rm_tmp();
+}
+END_TEST
+
 START_TEST(save_failure_leaves_old_file)
 {
     mkdir_tmp();
@@ -222,6 +264,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, file_round_trip);
     tcase_add_test(tc, file_reports_the_bad_line);
     tcase_add_test(tc, bad_names_and_hashes_are_refused);
+    tcase_add_test(tc, save_keeps_owner_group_and_mode);
     tcase_add_test(tc, save_failure_leaves_old_file);
     suite_add_tcase(s, tc);
     return s;

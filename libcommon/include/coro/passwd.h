@@ -52,8 +52,11 @@ const char *coro_passwd_file_find(const coro_passwd_file_t *f, const char *user)
 int coro_passwd_file_set(coro_passwd_file_t *f, const char *user, const char *encoded);
 /* Remove user: 0, or -1/ENOENT. */
 int coro_passwd_file_delete(coro_passwd_file_t *f, const char *user);
-/* Write f to path atomically: a temp file in the same directory, mode
- * 0600, fsync, rename. 0, or -1 with the errno of the failing call. */
+/* Write f to path atomically: a temp file in the same directory, fsync,
+ * rename. An existing file's owner, group and mode are kept (a save that
+ * cannot keep them, e.g. EPERM for another user's file, fails and leaves
+ * the old file); a new file is mode 0600, owned by the caller. 0, or -1
+ * with the errno of the failing call. */
 int coro_passwd_file_save(const coro_passwd_file_t *f, const char *path);
 /* Verify user's password: 1 match, 0 no match or no such user (an unknown
  * user costs one hash too, so timing does not tell users apart), -1 on a
