@@ -161,7 +161,7 @@ run_one() {
     else
         lost=$(field lost "$line")
         errs=$(field errors "$line")
-        GEN_CPU+="$(field gen_cpu "$line"),"
+        eval "GEN_$who+=\"\$(field gen_cpu \"\$line\"),\""
     fi
     if [ "${lost:-?}" != 0 ] || [ "${errs:-?}" != 0 ]; then
         NOTES+="$who:lost=${lost:-?},errors=${errs:-?} "
@@ -170,7 +170,7 @@ run_one() {
 
 run_case() {
     local cs=$1 i order m c ratio target
-    FIG_mosquitto=() FIG_coro=() NOTES="" GEN_CPU=""
+    FIG_mosquitto=() FIG_coro=() NOTES="" GEN_mosquitto="" GEN_coro=""
     for i in $(seq 1 "$RUNS"); do
         # alternate who goes first so that drift hits both
         order="mosquitto coro"
@@ -185,10 +185,14 @@ run_case() {
     ratio=$(awk -v c="$c" -v m="$m" 'BEGIN{ if (c+0 > 0 && m+0 > 0) printf "%.2f", c/m; else print "NA" }')
     target=">= 1.5"
     [ "$cs" = idle ] && target="<= 1.0"
+    # gen_cpu: the generator's CPU / wall time (1 worker: near 1.0 = it was the bottleneck)
+    local gen=
+    [ -n "$GEN_mosquitto$GEN_coro" ] && gen=" gen_cpu m=${GEN_mosquitto%,} c=${GEN_coro%,}"
     printf '%-9s %-13s %10s %10s %6s  %-7s m=%s c=%s%s%s\n' "$cs" \
         "$([ "$cs" = idle ] && echo bytes/client || echo deliveries/s)" "$m" "$c" "$ratio" \
         "$target" "$(IFS=,; echo "${FIG_mosquitto[*]}")" "$(IFS=,; echo "${FIG_coro[*]}")" \
-        "${GEN_CPU:+ gen_cpu=${GEN_CPU%,}}" "${NOTES:+ ($NOTES)}" | tee -a "$RES/summary.txt"
+        "$gen" "${NOTES:+ ($NOTES)}" |
+        tee -a "$RES/summary.txt"
 }
 
 build
