@@ -8,6 +8,7 @@ import os
 import struct
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mqtt_harness import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, QUIET,
                           ack_packet, check, main, mstr, packet, publish_packet,

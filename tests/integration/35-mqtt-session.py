@@ -8,6 +8,7 @@ surviving a broker restart (persistence on). BROKER=coro|mosquitto."""
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mqtt_harness import (PUBCOMP, PUBLISH, PUBREC, PUBREL, ack_packet, check,
                           main)

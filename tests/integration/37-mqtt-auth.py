@@ -9,6 +9,7 @@ SUBACK 0x80 or delivers nothing. BROKER=coro|mosquitto (mqtt_harness.py)."""
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mqtt_harness import CONNACK, check, connect_packet, main
 

@@ -10,6 +10,7 @@ import os
 import struct
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mqtt_harness import Closed, check, check_spec, main, mstr, packet, publish_packet, varint
 
