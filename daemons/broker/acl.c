@@ -8,7 +8,8 @@
  *
  * Access is read, write or readwrite (default readwrite). When a file is
  * loaded, anything no rule grants is denied. Also the MQTT filter matcher
- * the rules use.
+ * the rules use, and the filter overlap test behind SUBACK 0x80 for a
+ * subscription no rule lets its client read anything through.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -213,6 +214,67 @@ bool acl_allowed(const char *user, const char *cid, const char *topic, int acces
         }
         if ((r->access & access) && topic_filter_matches(f, strlen(f), topic, tl))
             ok = true;
+    }
+    pthread_rwlock_unlock(&L.lock);
+    return ok;
+}
+
+/* Length of the level of f starting at i. */
+static size_t level_len(const char *f, size_t fl, size_t i)
+{
+    size_t j = i;
+    while (j < fl && f[j] != '/')
+        j++;
+    return j - i;
+}
+
+/* Level at f[i] is exactly "#" (i past the end: no level). */
+static bool level_is(const char *f, size_t fl, size_t i, char w)
+{
+    return i < fl && f[i] == w && level_len(f, fl, i) == 1;
+}
+
+/* 1 when some topic matches both filters a and b. i and j index the start
+ * of the current level; past the end there are no more levels. */
+static int filters_overlap(const char *a, size_t al, const char *b, size_t bl)
+{
+    size_t i = 0, j = 0;
+    for (bool first = true;; first = false) {
+        if (i > al || j > bl) /* "x/#" also matches "x" */
+            return i > al ? j > bl || level_is(b, bl, j, '#') : level_is(a, al, i, '#');
+        size_t na = level_len(a, al, i), nb = level_len(b, bl, j);
+        bool wa = level_is(a, al, i, '+') || level_is(a, al, i, '#');
+        bool wb = level_is(b, bl, j, '+') || level_is(b, bl, j, '#');
+        if (first && ((wa && !wb && nb && b[j] == '$') || (wb && !wa && na && a[i] == '$')))
+            return 0; /* leading wildcards never match $-topics */
+        if (level_is(a, al, i, '#') || level_is(b, bl, j, '#'))
+            return 1;
+        if (!wa && !wb && (na != nb || memcmp(a + i, b + j, na) != 0))
+            return 0;
+        i += na + 1;
+        j += nb + 1;
+    }
+}
+
+bool acl_filter_readable(const char *user, const char *cid, const char *filter, size_t len)
+{
+    char buf[1024];
+    bool ok = false;
+
+    if (!atomic_load_explicit(&L.on, memory_order_relaxed))
+        return true;
+    pthread_rwlock_rdlock(&L.lock);
+    for (struct rule *r = L.rules; r && !ok; r = r->next) {
+        const char *f = r->filter;
+        if (!(r->access & ACL_READ))
+            continue;
+        if (r->pattern) {
+            if (!(f = expand(r->filter, user, cid, buf, sizeof(buf))))
+                continue;
+        } else if (user ? !r->user || strcmp(r->user, user) : r->user != NULL) {
+            continue;
+        }
+        ok = filters_overlap(f, strlen(f), filter, len);
     }
     pthread_rwlock_unlock(&L.lock);
     return ok;

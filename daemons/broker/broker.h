@@ -176,12 +176,23 @@ int session_sub_del(struct session *s, const char *f, size_t len);
 
 /* ---- listeners (listener.c) ---------------------------------------------- */
 
+/* A listener's TLS context and the files it was made from, reference
+ * counted: a handshake in progress keeps the one it started with while a
+ * reload re-reads the files into it or replaces it. */
+struct tlsref {
+    atomic_uint refs;
+    coro_tls_ctx_t *ctx;
+    char *cert, *key, *ca;
+    int require_certificate;
+};
+
 /* Per listener name, kept for the life of the process so connections may
  * point at it across reloads. Settings are replaced by reloads. */
 struct lst {
     char *name;
     daemon_t *d;
-    _Atomic(coro_tls_ctx_t *) tls;
+    pthread_mutex_t tls_mu; /* guards tls: taking a ref races with a swap */
+    struct tlsref *tls;
     atomic_int allow_anon;
     atomic_long max_conns;
     atomic_long nconns;
@@ -190,7 +201,8 @@ struct lst {
 };
 
 int listener_apply(daemon_t *d, const struct broker_conf *bc, char *err, size_t errlen);
-int listener_reload_tls(void);
+struct tlsref *listener_tls_get(struct lst *l); /* a ref, or NULL: plain listener */
+void tlsref_unref(struct tlsref *t);
 void listener_close_all(void);
 size_t listener_count(void);
 
@@ -282,6 +294,8 @@ int auth_load(const struct broker_conf *bc, char *err, size_t errlen);
 int auth_check(struct conn *c, const struct mqtt_connect *ck);
 enum { ACL_READ = 1, ACL_WRITE = 2 };
 bool acl_allowed(const char *user, const char *cid, const char *topic, int access);
+/* false when no rule lets this client read any topic the filter matches. */
+bool acl_filter_readable(const char *user, const char *cid, const char *filter, size_t len);
 int acl_load(const char *path, char *err, size_t errlen);
 void acl_clear(void);
 int topic_filter_matches(const char *filter, size_t flen, const char *topic, size_t tlen);

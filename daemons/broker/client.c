@@ -621,10 +621,11 @@ void client_conn(int fd, const struct coro_addr *peer, void *arg)
     c->last_rx = coro_now_ms();
     atomic_fetch_add(&l->nconns, 1);
     list_add(c);
-    coro_tls_ctx_t *ctx = atomic_load(&l->tls);
-    if (ctx) {
+    struct tlsref *tr = listener_tls_get(l);
+    if (tr) {
         int64_t t = ((const struct broker_conf *)B.conf)->broker.connect_timeout_ms;
-        c->tls = coro_tls_accept(ctx, fd, t, err, sizeof(err));
+        c->tls = coro_tls_accept(tr->ctx, fd, t, err, sizeof(err));
+        tlsref_unref(tr); /* the session holds what it needs */
         if (!c->tls) {
             char nb[300];
             log_info("%s: TLS handshake failed: %s", client_name(c, nb, sizeof(nb)), err);

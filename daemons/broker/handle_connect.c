@@ -68,8 +68,8 @@ int handle_connect(struct conn *c, const struct mqtt_packet *p, const char **why
     size_t len = ck->client_id.len;
     bool present = false;
 
-    if (ck->level != 4)
-        return refuse(c, MQTT_RC_BAD_PROTOCOL, "protocol level not 4 (MQTT 3.1.1)");
+    if (!mqtt_connect_supported(ck))
+        return refuse(c, MQTT_RC_BAD_PROTOCOL, "protocol not MQTT 3.1.1 or 3.1");
     if (len == 0) {
         if (!ck->clean)
             return refuse(c, MQTT_RC_ID_REJECTED, "empty client id without clean session");

@@ -31,8 +31,9 @@ int handle_subscribe(struct conn *c, const struct mqtt_packet *p, const char **w
     if (!codes)
         return *why = "out of memory", -1;
     while (n < p->u.sub.count && mqtt_sub_next(&list, 1, &f, &qos) == 1) {
-        if (qos > 2 || !mqtt_topic_filter_valid(f.p, f.len)) {
-            codes[n++] = 0x80;
+        if (qos > 2 || !mqtt_topic_filter_valid(f.p, f.len) ||
+            !acl_filter_readable(c->username, s->client_id, (const char *)f.p, f.len)) {
+            codes[n++] = 0x80; /* deliveries are still checked one by one */
             continue;
         }
         add_filter(s, &f, qos);

@@ -30,6 +30,7 @@ static struct lst *lst_get(daemon_t *d, const char *name)
     }
     metrics_t *m = daemon_metrics(d);
     l->d = d;
+    pthread_mutex_init(&l->tls_mu, NULL);
     l->m_conns = metrics_gauge(m, "broker_listener_connections", "connected clients per listener",
                                "listener", name, (char *)NULL);
     l->m_accepted = metrics_counter(m, "broker_listener_accepted_total",
@@ -48,28 +49,138 @@ static struct lst *lst_get(daemon_t *d, const char *name)
     return l;
 }
 
-/* A TLS context for the section, or NULL with err set (NULL and err
- * empty: not a TLS listener). Blocking file reads: run via coro_offload. */
+/* ---- TLS contexts ------------------------------------------------------ */
+
+struct tlsref *listener_tls_get(struct lst *l)
+{
+    pthread_mutex_lock(&l->tls_mu);
+    struct tlsref *t = l->tls;
+    if (t)
+        atomic_fetch_add(&t->refs, 1);
+    pthread_mutex_unlock(&l->tls_mu);
+    return t;
+}
+
+void tlsref_unref(struct tlsref *t)
+{
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    coro_tls_ctx_free(t->ctx); /* live TLS sessions keep their certificates */
+    free(t->cert);
+    free(t->key);
+    free(t->ca);
+    free(t);
+}
+
+/* Install t (the caller's ref moves in); the old one comes back. */
+static struct tlsref *tls_swap(struct lst *l, struct tlsref *t)
+{
+    pthread_mutex_lock(&l->tls_mu);
+    struct tlsref *old = l->tls;
+    l->tls = t;
+    pthread_mutex_unlock(&l->tls_mu);
+    return old;
+}
+
+static bool streq(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool tls_same_files(const struct tlsref *t, const struct listener_conf *lc)
+{
+    return streq(t->cert, lc->tls_cert) && streq(t->key, lc->tls_key) &&
+           streq(t->ca, lc->tls_ca) && t->require_certificate == lc->require_certificate;
+}
+
+/* Blocking file reads: run via coro_offload. */
 struct tls_job {
     const struct listener_conf *lc;
+    struct tlsref *t; /* reload this one, or NULL: make one */
     coro_tls_ctx_t *ctx;
+    int rc;
     char err[256];
 };
 
-static void tls_make(void *arg)
+static void tls_job_run(void *arg)
 {
     struct tls_job *j = arg;
+    if (j->t) {
+        j->rc = coro_tls_ctx_reload(j->t->ctx, j->err, sizeof(j->err));
+        return;
+    }
     struct coro_tls_server_opts o = {j->lc->tls_cert, j->lc->tls_key, j->lc->tls_ca,
                                      j->lc->require_certificate, NULL, 0};
     j->ctx = coro_tls_server_new(&o, j->err, sizeof(j->err));
+    j->rc = j->ctx ? 0 : -1;
 }
+
+/* The context for lc: the listener's own, its files re-read in place when
+ * they are the same files, else a new one. A ref, or NULL with err. */
+static struct tlsref *tls_for(struct lst *l, const struct listener_conf *lc, char *err,
+                              size_t errlen)
+{
+    struct tls_job j = {lc, listener_tls_get(l), NULL, 0, ""};
+    if (j.t && !tls_same_files(j.t, lc)) {
+        tlsref_unref(j.t);
+        j.t = NULL;
+    }
+    coro_offload(tls_job_run, &j);
+    if (j.rc < 0) {
+        snprintf(err, errlen, "listener \"%s\": %s", l->name, j.err);
+        tlsref_unref(j.t);
+        return NULL;
+    }
+    if (j.t)
+        return j.t;
+    struct tlsref *t = calloc(1, sizeof(*t));
+    if (!t || !(t->cert = strdup(lc->tls_cert)) || !(t->key = strdup(lc->tls_key)) ||
+        (lc->tls_ca && !(t->ca = strdup(lc->tls_ca)))) {
+        snprintf(err, errlen, "out of memory");
+        if (t) {
+            free(t->cert);
+            free(t->key);
+        }
+        free(t);
+        coro_tls_ctx_free(j.ctx);
+        return NULL;
+    }
+    atomic_init(&t->refs, 1);
+    t->ctx = j.ctx;
+    t->require_certificate = lc->require_certificate;
+    return t;
+}
+
+/* ---- applying a configuration --------------------------------------------- */
 
 struct pending {
     struct lst *l;
-    coro_tls_ctx_t *tls;
+    struct tlsref *tls;
     int anon;
     long maxc;
 };
+
+static void settings_swap(struct pending *pd, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct lst *l = pd[i].l;
+        pd[i].tls = tls_swap(l, pd[i].tls);
+        pd[i].anon = atomic_exchange(&l->allow_anon, pd[i].anon);
+        pd[i].maxc = atomic_exchange(&l->max_conns, pd[i].maxc);
+    }
+}
+
+/* Listeners no longer configured accept nothing: let their context go. */
+static void drop_unused_tls(const struct pending *pd, size_t n)
+{
+    for (struct lst *l = S.all; l; l = l->next) {
+        size_t i = 0;
+        while (i < n && pd[i].l != l)
+            i++;
+        if (i == n)
+            tlsref_unref(tls_swap(l, NULL));
+    }
+}
 
 int listener_apply(daemon_t *d, const struct broker_conf *bc, char *err, size_t errlen)
 {
@@ -90,16 +201,12 @@ int listener_apply(daemon_t *d, const struct broker_conf *bc, char *err, size_t 
             goto out;
         }
         if (lc->tls_cert || lc->tls_key) {
-            struct tls_job j = {lc, NULL, ""};
             if (!lc->tls_cert || !lc->tls_key) {
                 snprintf(err, errlen, "listener \"%s\": tls_cert and tls_key go together", name);
                 goto out;
             }
-            coro_offload(tls_make, &j);
-            if (!(pd[i].tls = j.ctx)) {
-                snprintf(err, errlen, "listener \"%s\": %s", name, j.err);
+            if (!(pd[i].tls = tls_for(pd[i].l, lc, err, errlen)))
                 goto out;
-            }
         }
         pd[i].anon = lc->allow_anonymous;
         if (pd[i].anon == ANON_AUTO && !coro_addr_is_loopback(&lc->listen))
@@ -107,35 +214,18 @@ int listener_apply(daemon_t *d, const struct broker_conf *bc, char *err, size_t 
         pd[i].maxc = (long)lc->max_connections;
         w[i] = (struct listenset_want){name, lc->listen, client_conn, pd[i].l, 0};
     }
-    /* Settings first, so connections accepted by a new socket see them. */
-    struct pending *keep = calloc(n + 1, sizeof(*keep));
-    for (size_t i = 0; i < n; i++) {
-        struct lst *l = pd[i].l;
-        if (keep)
-            keep[i] = (struct pending){l, atomic_load(&l->tls), atomic_load(&l->allow_anon),
-                                       atomic_load(&l->max_conns)};
-        atomic_store(&l->tls, pd[i].tls);
-        atomic_store(&l->allow_anon, pd[i].anon);
-        atomic_store(&l->max_conns, pd[i].maxc);
-    }
+    /* Settings first, so connections accepted by a new socket see them;
+     * pd now holds the old ones. */
+    settings_swap(pd, n);
     if (listenset_apply(S.set, w, n, err, errlen) < 0) {
-        for (size_t i = 0; keep && i < n; i++) { /* put the old settings back */
-            atomic_store(&keep[i].l->tls, keep[i].tls);
-            atomic_store(&keep[i].l->allow_anon, keep[i].anon);
-            atomic_store(&keep[i].l->max_conns, keep[i].maxc);
-        }
-        free(keep);
+        settings_swap(pd, n); /* put the old settings back */
         goto out;
     }
-    /* Old contexts stay referenced by their connections' sessions (TLS
-     * sessions hold their SSL_CTX), so they are never freed here. */
-    free(keep);
+    drop_unused_tls(pd, n);
     rc = 0;
 out:
-    if (rc < 0)
-        for (size_t i = 0; pd && i < n; i++)
-            if (pd[i].tls)
-                coro_tls_ctx_free(pd[i].tls);
+    for (size_t i = 0; pd && i < n; i++)
+        tlsref_unref(pd[i].tls);
     free(w);
     free(pd);
     return rc;
@@ -145,6 +235,8 @@ void listener_close_all(void)
 {
     if (S.set)
         listenset_close(S.set);
+    for (struct lst *l = S.all; l; l = l->next)
+        tlsref_unref(tls_swap(l, NULL));
 }
 
 size_t listener_count(void)

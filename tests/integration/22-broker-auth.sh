@@ -2,7 +2,10 @@
 # Authentication and authorisation: a password file made with `coro
 # passwd` (right password accepted, wrong one refused with CONNACK 5,
 # anonymous refused with allow_anonymous = no), an ACL file denying a
-# topic, and a TLS listener checked with mosquitto_pub --cafile.
+# topic (and SUBACK 0x80 for a filter it lets the client read nothing
+# through), an MQTT 3.1 client, and a TLS listener checked with
+# mosquitto_pub --cafile whose certificate a SIGHUP re-reads while a TLS
+# client stays connected.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/broker_lib.sh"
 need openssl
@@ -64,4 +67,34 @@ wait $SP || fail "TLS subscriber"
 expect_eq "TLS delivery" "$(cat "$T/tls")" "open/tls sealed"
 mosquitto_pub -h 127.0.0.1 -p "$PT" -u alice -P secret -t open/tls -m plain 2>/dev/null &&
     fail "plain MQTT accepted on the TLS listener"
+
+# MQTT 3.1 ("MQIsdp", level 3) is accepted.
+mosquitto_pub -V mqttv31 -p "$P" -u alice -P secret -t open/31 -m old || fail "MQTT 3.1 refused"
+
+# A filter through which the ACL grants alice nothing: SUBACK 0x80.
+timeout 5 mosquitto_sub -p "$P" -u alice -P secret -t 'private/#' -C 1 -W 2 > "$T/den" 2>&1
+grep -qi 'denied' "$T/den" || fail "SUBSCRIBE to private/# not refused: $(cat "$T/den")"
+
+# SIGHUP re-reads the certificate files in place; a TLS client stays.
+subject() {
+    openssl s_client -connect 127.0.0.1:"$PT" -CAfile "$T/ca.pem" </dev/null 2>/dev/null |
+        openssl x509 -noout -subject
+}
+case "$(subject)" in *127.0.0.1*) ;; *) fail "TLS subject before reload: $(subject)" ;; esac
+timeout 10 mosquitto_sub -h 127.0.0.1 -p "$PT" --cafile "$T/ca.pem" -u alice -P secret \
+    -t 'open/#' -C 1 -v > "$T/tls2" &
+SP=$!
+wait_for "$T/log" 'client "[^"]*".*connected.*'
+openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$T/srv2.key" \
+    -out "$T/srv2.csr" 2>/dev/null || fail "CSR 2"
+openssl x509 -req -in "$T/srv2.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+    -days 2 -extfile "$T/ext" -out "$T/srv2.pem" 2>/dev/null || fail "server cert 2"
+cp "$T/srv2.key" "$T/srv.key" && cp "$T/srv2.pem" "$T/srv.pem"
+kill -HUP "$BPID"
+wait_for "$T/log" 'reloaded'
+case "$(subject)" in *localhost*) ;; *) fail "TLS subject after reload: $(subject)" ;; esac
+mosquitto_pub -h 127.0.0.1 -p "$PT" --cafile "$T/ca.pem" -u alice -P secret -t open/after -m kept ||
+    fail "TLS publish after reload"
+wait $SP || fail "TLS subscriber across the reload"
+expect_eq "TLS client kept across reload" "$(cat "$T/tls2")" "open/after kept"
 pass
