@@ -27,6 +27,7 @@
 #include "coro/daemon.h"
 #include "coro/io.h"
 #include "coro/metrics.h"
+#include "coro/sync.h"
 #include "coro/tls.h"
 
 #include "mqtt_codec.h"
@@ -126,13 +127,20 @@ struct sub {
 
 struct conn;
 
+/* A publisher waiting for room in a session's queue (on its stack). */
+struct bpwait {
+    struct bpwait *next;
+    coro_sem_t sem;
+};
+
 struct session {
     atomic_uint refs;
     pthread_mutex_t mu;
     char *client_id;
     char *username; /* of the last connection, for ACL checks at delivery */
     bool persistent;
-    bool gone; /* dropped from the table: no new deliveries */
+    bool gone;       /* dropped from the table: no new deliveries */
+    bool bp_blocked; /* its reader waits for room elsewhere: never make it a target */
     struct conn *conn;
     struct sub *subs;
     size_t nsubs;
@@ -143,6 +151,8 @@ struct session {
     struct qitem *fl;
     size_t nfl, flcap;
     uint16_t next_id;
+    /* publishers waiting for room in q, FIFO */
+    struct bpwait *bp_head, *bp_tail;
     /* inbound QoS 2 ids between PUBREC and PUBREL */
     uint16_t *in2;
     size_t nin2, in2cap;
@@ -164,6 +174,8 @@ size_t session_count(void);
 int session_queue_push(struct session *s, const struct qitem *it);
 struct qitem *session_queue_peek(struct session *s);
 void session_queue_pop(struct session *s);
+/* Wake n (SIZE_MAX: all) publishers waiting for room in s's queue. */
+void session_wake_publishers(struct session *s, size_t n);
 int session_inflight_add(struct session *s, const struct qitem *it);
 struct qitem *session_inflight_find(struct session *s, uint16_t id);
 void session_inflight_remove(struct session *s, struct qitem *it);

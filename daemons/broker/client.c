@@ -12,6 +12,7 @@
  * connection's worker when another client's PUBLISH queued something.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,7 @@ static void batch_session(struct conn *c, struct session *s, struct wbatch *b)
     }
     size_t max_fl = atomic_load_explicit(&B.max_inflight, memory_order_relaxed);
     struct qitem *it;
+    size_t popped = 0;
     while ((it = session_queue_peek(s)) != NULL) {
         if (it->qos > 0 && s->nfl >= max_fl)
             break;
@@ -231,7 +233,10 @@ static void batch_session(struct conn *c, struct session *s, struct wbatch *b)
         s->qbytes -= x.m->plen;
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
+        popped++;
     }
+    if (popped)
+        session_wake_publishers(s, popped); /* room for that many */
 }
 
 static void batch_build(struct conn *c, struct wbatch *b)
@@ -480,6 +485,7 @@ static void conn_close(struct conn *c, const char *reason, bool abnormal)
             s->conn = NULL;
             for (size_t i = 0; i < s->nfl; i++)
                 s->fl[i].dup = true;
+            session_wake_publishers(s, SIZE_MAX); /* offline: queue or drop, never wait */
         }
         pthread_mutex_unlock(&s->mu);
         if (mine && !s->persistent)

@@ -4,15 +4,23 @@
  * the per-subscriber bounded queue (QoS 0 dropped and counted when full,
  * QoS 1/2 make the publisher wait), persistence of QoS >= 1 messages for
  * persistent sessions, and the retained store.
+ *
+ * Backpressure: a publisher whose QoS 1/2 message finds a connected
+ * subscriber's queue full links a struct bpwait into the session and parks
+ * on its semaphore; the subscriber's writer posts one waiter per message it
+ * takes off the queue, and a disconnect or discard posts them all (offline
+ * sessions queue up to the limit and drop beyond it, as mosquitto does).
+ * While its reader waits, a session is marked bp_blocked and is never waited
+ * on: its acks are not being read, so waiting on it could close a cycle of
+ * publishers waiting on each other; it takes the message over its limit.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
 #include "coro/log.h"
-
-#define BACKPRESSURE_MAX_MS 30000 /* then the message is dropped: a stuck pair of clients */
 
 enum { ENQ_DONE, ENQ_BUSY };
 
@@ -56,8 +64,10 @@ static void on_match(void *sub, uint8_t qos, void *arg)
     t->n++;
 }
 
-/* Queue m for s (s->mu taken here). ENQ_BUSY: a QoS 1/2 queue is full. */
-static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, bool force)
+/* Queue m for s (s->mu taken here). ENQ_BUSY: a QoS 1/2 queue is full;
+ * w, when given, is now linked in s: wait on w->sem, then try again. */
+static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, bool force,
+                   struct bpwait *w)
 {
     struct conn *kick = NULL;
 
@@ -69,8 +79,16 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
     bool full = s->qlen >= atomic_load_explicit(&B.max_queued, memory_order_relaxed) ||
                 s->qbytes + m->plen > atomic_load_explicit(&B.max_queued_bytes,
                                                            memory_order_relaxed);
-    if (full && !force) {
+    if (full && !force && !(qos > 0 && s->conn && s->bp_blocked)) {
         bool busy = qos > 0 && s->conn;
+        if (busy && w) {
+            w->next = NULL;
+            if (s->bp_tail)
+                s->bp_tail->next = w;
+            else
+                s->bp_head = w;
+            s->bp_tail = w;
+        }
         pthread_mutex_unlock(&s->mu);
         if (!busy)
             metric_inc(bstats.dropped);
@@ -89,29 +107,61 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
     return ENQ_DONE;
 }
 
+static void unlink_waiter(struct session *s, struct bpwait *w)
+{
+    pthread_mutex_lock(&s->mu);
+    struct bpwait *prev = NULL;
+    for (struct bpwait *x = s->bp_head; x; prev = x, x = x->next) {
+        if (x != w)
+            continue;
+        if (prev)
+            prev->next = w->next;
+        else
+            s->bp_head = w->next;
+        if (s->bp_tail == w)
+            s->bp_tail = prev;
+        break;
+    }
+    pthread_mutex_unlock(&s->mu); /* a post made under s->mu is complete now */
+}
+
+static void set_blocked(struct session *from, bool on)
+{
+    if (!from)
+        return;
+    pthread_mutex_lock(&from->mu);
+    from->bp_blocked = on;
+    if (on) /* those waiting on from's queue now take it over its limit */
+        session_wake_publishers(from, SIZE_MAX);
+    pthread_mutex_unlock(&from->mu);
+}
+
 /* Wait for room in s's queue: the publishing coroutine parks, so a slow
  * subscriber slows its publishers instead of growing without bound. */
 static void enqueue_wait(struct session *s, struct msg *m, uint8_t qos, struct session *from)
 {
-    uint64_t t0 = 0;
-    unsigned nap = 1;
+    struct bpwait w;
+    bool blocked = false;
 
-    while (enqueue(s, m, qos, false, s == from) == ENQ_BUSY) {
-        uint64_t now = coro_now_ms();
-        if (!t0)
-            t0 = now;
-        if (now - t0 > BACKPRESSURE_MAX_MS || coro_sleep_ms(nap) < 0) {
-            metric_inc(bstats.dropped);
-            return;
+    if (enqueue(s, m, qos, false, s == from, NULL) == ENQ_DONE)
+        return;
+    coro_sem_init(&w.sem, 0);
+    while (enqueue(s, m, qos, false, s == from, &w) == ENQ_BUSY) {
+        if (!blocked)
+            set_blocked(from, blocked = true);
+        if (coro_sem_wait(&w.sem) < 0) { /* cancelled: stopping; not acked */
+            unlink_waiter(s, &w);
+            break;
         }
-        if (nap < 8)
-            nap *= 2;
     }
+    if (blocked)
+        set_blocked(from, false);
+    coro_sem_fini(&w.sem);
 }
 
 void deliver_to_session(struct session *s, struct msg *m, uint8_t qos, bool retain)
 {
-    enqueue(s, m, qos, retain, false);
+    enqueue(s, m, qos, retain, false, NULL);
 }
 
 static bool readable(struct session *s, const struct msg *m)
@@ -182,7 +232,7 @@ void retain_send(struct session *s, const char *filter, size_t len, uint8_t qos)
     topic_retain_match(B.topics, filter, len, on_retained, &r);
     for (size_t i = 0; i < r.n; i++) {
         if (readable(s, r.v[i]))
-            enqueue(s, r.v[i], r.v[i]->qos < qos ? r.v[i]->qos : qos, true, false);
+            enqueue(s, r.v[i], r.v[i]->qos < qos ? r.v[i]->qos : qos, true, false, NULL);
         msg_unref(r.v[i]);
     }
     free(r.v);

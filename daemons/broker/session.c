@@ -5,6 +5,7 @@
  * deliver.c, the wire in client.c.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,7 @@ static void unlink_locked(struct session **pp)
     T.n--;
     pthread_mutex_lock(&s->mu);
     s->gone = true;
+    session_wake_publishers(s, SIZE_MAX);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -151,6 +153,7 @@ void session_discard(struct session *s)
 
     pthread_mutex_lock(&s->mu);
     s->gone = true;
+    session_wake_publishers(s, SIZE_MAX);
     struct sub *subs = s->subs;
     s->subs = NULL;
     s->nsubs = 0;
@@ -208,6 +211,17 @@ int session_queue_push(struct session *s, const struct qitem *it)
     return 0;
 }
 
+void session_wake_publishers(struct session *s, size_t n)
+{
+    while (n-- > 0 && s->bp_head) {
+        struct bpwait *w = s->bp_head;
+        if (!(s->bp_head = w->next))
+            s->bp_tail = NULL;
+        w->next = NULL;
+        coro_sem_post(&w->sem); /* under s->mu: the waiter unlinks itself under it */
+    }
+}
+
 struct qitem *session_queue_peek(struct session *s)
 {
     return s->qlen ? &s->q[s->qhead] : NULL;
@@ -217,6 +231,7 @@ void session_queue_pop(struct session *s)
 {
     s->qbytes -= s->q[s->qhead].m->plen;
     s->qhead = (s->qhead + 1) % s->qcap;
+    session_wake_publishers(s, 1);
     if (--s->qlen == 0 && s->qcap > 64) { /* give back a burst's memory */
         free(s->q);
         s->q = NULL;
