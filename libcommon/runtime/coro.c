@@ -69,15 +69,16 @@ static void scope_link(coro_scope_t *s, coro_t *c);
 /* Create a coroutine for worker dst. pinned: it runs only there (no
  * stealing). scope, when set, is locked by the caller: the member is linked
  * in before it can run (and end) on another worker. */
-static coro_t *spawn(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, void *arg,
-                     int what, coro_scope_t *scope)
+static inline __attribute__((always_inline)) coro_t *
+spawn_inl(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, void *arg, int what,
+          coro_scope_t *scope)
 {
     struct runtime *rt = coro__rt;
     struct worker *self = coro__tls_worker;
     coro_t *c = coro__alloc(self);
     if (!c)
         return NULL;
-    if (coro__prepare(c, self) < 0) {
+    if (coro__prepare_inl(c, self) < 0) {
         coro__free(c);
         errno = ENOMEM;
         return NULL;
@@ -98,11 +99,28 @@ static coro_t *spawn(struct worker *dst, int pinned, void (*fn)(void *), coro__f
         c->id = (atomic_fetch_add(&rt->next_id, 1) << 10) | 1023;
         atomic_fetch_add(&rt->spawned, 1);
     }
-    atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    /* rt->live counts live coroutines plus ends not yet subtracted (see
+     * coro__live_dec): a spawn may take over one of this worker's pending
+     * ends instead of adding, which leaves rt->live unchanged and every
+     * term non-negative, so it still reaches zero only when all is done. */
+    if (self && self->live_delta < 0)
+        self->live_delta++;
+    else
+        atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
     if (scope)
         scope_link(scope, c);
-    coro__enqueue_new(dst, c);
+    /* The common case, the caller's worker with an empty runnext, inline. */
+    if (dst == self && !self->runnext)
+        self->runnext = c;
+    else
+        coro__enqueue_new(dst, c);
     return c;
+}
+
+static coro_t *spawn(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, void *arg,
+                     int what, coro_scope_t *scope)
+{
+    return spawn_inl(dst, pinned, fn, fn2, arg, what, scope);
 }
 
 /* The caller's worker, or any worker for plain threads; NULL/ESRCH without
@@ -118,6 +136,9 @@ static struct worker *default_worker(void)
 
 coro_t *coro_spawn(void (*fn)(void *), void *arg)
 {
+    struct worker *self = coro__tls_worker;
+    if (self && coro__rt) /* in a worker: spawn for it, specialised inline */
+        return spawn_inl(self, 0, fn, NULL, arg, 0, NULL);
     struct worker *dst = default_worker();
     return dst ? spawn(dst, 0, fn, NULL, arg, 0, NULL) : NULL;
 }
@@ -161,9 +182,50 @@ static const char *handle_kind(int h)
     }
 }
 
+/* Drop the handle's reference and report how c ended. */
+static int join_result(coro_t *c, int refs)
+{
+    int cancelled = c->ended_cancelled;
+    if (refs == 2)
+        coro__unref2(c);
+    else
+        coro__unref(c);
+    if (cancelled) {
+        errno = ECANCELED;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * c will end on the joiner's own worker w: it is pinned there, or it is
+ * w's runnext (not stealable; pinned now so that a later spawn displacing
+ * it cannot make it stealable). Its end then runs on this thread, as does
+ * any cancellation of the joiner (delivered on the joiner's worker), so
+ * join and join_w need no atomic read-modify-write.
+ */
+static int join_local(coro_t *c, coro_t *self, struct worker *w)
+{
+    if (c == w->runnext)
+        c->pinned = 1;
+    coro__waiter_init_inl(&c->join_w, self);
+    atomic_store_explicit(&c->join, CORO_JOIN_LOCAL, memory_order_relaxed);
+    if (coro__park_inl(&c->join_w, self, w) == ECANCELED) {
+        /* c ends on its own later; its end may still look at join_w. */
+        coro__unref(c);
+        errno = ECANCELED;
+        return -1;
+    }
+    /* Completed by coro__finish: c is reaped and left us its reference. */
+    return join_result(c, 2);
+}
+
 int coro_join(coro_t *c)
 {
-    coro_t *self = coro__require("coro_join");
+    struct worker *w = coro__tls_worker;
+    coro_t *self = w ? w->current : NULL;
+    if (!self)
+        coro__fatal("coro_join: called outside a coroutine");
     if (!c)
         coro__fatal("coro_join: NULL handle");
     if (c == self)
@@ -172,25 +234,21 @@ int coro_join(coro_t *c)
         coro__fatal("coro_join: coroutine %llu is %s", (unsigned long long)c->id,
                     handle_kind(c->handle));
     c->handle = CORO_H_JOINED;
+    if (atomic_load_explicit(&c->join, memory_order_acquire) == CORO_JOIN_DONE)
+        return join_result(c, 1);
+    if (c->worker == w && (c == w->runnext || c->pinned))
+        return join_local(c, self, w);
     uintptr_t expect = 0;
-    if (atomic_load_explicit(&c->join, memory_order_acquire) != CORO_JOIN_DONE) {
-        coro__waiter_init(&c->join_w);
-        if (atomic_compare_exchange_strong(&c->join, &expect, CORO_JOIN_WAITING) &&
-            coro__park(&c->join_w, -1, CORO_PARK_CANCELLABLE) == ECANCELED) {
-            /* Cancelled while waiting: c now ends on its own. Its end may
-             * still look at join_w, which lives as long as c does. */
-            coro__unref(c);
-            errno = ECANCELED;
-            return -1;
-        }
-    }
-    int cancelled = c->ended_cancelled;
-    coro__unref(c);
-    if (cancelled) {
+    coro__waiter_init(&c->join_w);
+    if (atomic_compare_exchange_strong(&c->join, &expect, CORO_JOIN_WAITING) &&
+        coro__park(&c->join_w, -1, CORO_PARK_CANCELLABLE) == ECANCELED) {
+        /* Cancelled while waiting: c now ends on its own. Its end may
+         * still look at join_w, which lives as long as c does. */
+        coro__unref(c);
         errno = ECANCELED;
         return -1;
     }
-    return 0;
+    return join_result(c, 1);
 }
 
 void coro_detach(coro_t *c)
@@ -212,6 +270,20 @@ void coro__finish(coro_t *c)
     c->ended_cancelled = atomic_load(&c->cancelled);
     if (c->scope) {
         scope_member_ended(c);
+        return;
+    }
+    if (atomic_load_explicit(&c->join, memory_order_relaxed) == CORO_JOIN_LOCAL) {
+        /* The joiner is parked on this worker: see join_local(). Its wait
+         * may have been claimed by a cancellation (on this thread too). */
+        struct coro_waiter *jw = &c->join_w;
+        if (atomic_load_explicit(&jw->state, memory_order_relaxed) == CORO_W_WAITING) {
+            atomic_store_explicit(&c->join, CORO_JOIN_HANDOFF, memory_order_relaxed);
+            jw->result = 0;
+            atomic_store_explicit(&jw->state, CORO_W_DONE, memory_order_release);
+            coro__rq_push(c->worker, jw->coro);
+        } else {
+            atomic_store_explicit(&c->join, CORO_JOIN_DONE, memory_order_relaxed);
+        }
         return;
     }
     uintptr_t prev = atomic_exchange(&c->join, CORO_JOIN_DONE);

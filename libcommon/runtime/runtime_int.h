@@ -124,7 +124,7 @@ struct coro {
     struct coro_stack *stack;
     const char *stack_limit;    /* switching out below this is an overflow */
     atomic_int refs;            /* handle + running */
-    atomic_uintptr_t join;      /* 0, CORO_JOIN_WAITING or CORO_JOIN_DONE */
+    atomic_uintptr_t join;      /* 0 or a CORO_JOIN_ value */
     atomic_int cancelled;
     atomic_int started;         /* set once by the owner when it first runs */
     struct coro_waiter join_w;  /* the joiner parks here: lives as long as the handle */
@@ -140,6 +140,12 @@ struct coro {
 
 #define CORO_JOIN_DONE ((uintptr_t)1)
 #define CORO_JOIN_WAITING ((uintptr_t)2)
+/* The joiner parks on the coroutine's own worker, which the coroutine can
+ * no longer leave: its end completes the join without atomic RMWs. */
+#define CORO_JOIN_LOCAL ((uintptr_t)3)
+/* Ended after completing a CORO_JOIN_LOCAL join: the joiner drops the
+ * running reference along with its own (one atomic less per join). */
+#define CORO_JOIN_HANDOFF ((uintptr_t)4)
 
 /* The worker running the calling thread, or NULL. */
 struct worker *coro__worker_self(void);

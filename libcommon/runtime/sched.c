@@ -208,8 +208,18 @@ static void wake_worker(struct worker *w)
         coro__fatal("worker %d: eventfd write: %s", w->id, strerror(errno));
 }
 
+/*
+ * Called after pushing onto w's inbox. If inbox_pending is already set, the
+ * pusher that set it checks (or checked) w->sleeping after its push, and a
+ * drain that clears the flag takes the inbox lock afterwards, so it sees our
+ * item too: skip the store, the check and a second eventfd write while w
+ * is still waking up (a batch of spawns onto a sleeping worker paid one
+ * write per spawn).
+ */
 static void inbox_kick(struct worker *w)
 {
+    if (atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
+        return;
     atomic_store(&w->inbox_pending, 1);
     if (atomic_load(&w->sleeping))
         wake_worker(w);
@@ -390,6 +400,10 @@ static inline coro_t *take_new(struct worker *w)
         w->runnext = NULL;
         return c;
     }
+    /* dq_pop()'s emptiness check, inline: usually there is nothing. */
+    if (atomic_load_explicit(&w->dq.bottom, memory_order_relaxed) <=
+        atomic_load_explicit(&w->dq.top, memory_order_relaxed))
+        return NULL;
     return dq_pop(&w->dq);
 }
 
@@ -450,7 +464,8 @@ void coro__switch_out(struct worker *w)
         w->current = NULL;
         swap_to(w, &cur->ctx, fake, &w->sched_ctx, NULL);
     }
-    coro__reap(w);
+    if (w->dead)
+        coro__reap(w);
 }
 
 /* Release what the coroutine that ended last needed its own stack for. */
@@ -460,15 +475,22 @@ void coro__reap(struct worker *w)
     if (!d)
         return;
     w->dead = NULL;
-    if (!coro__stack_push(&w->pool, d->stack))
-        coro__stack_put(&w->pool, d->stack);
+    /* A stack from another worker's spawn goes back to it (through the
+     * shared pool): else a worker that spawns onto others keeps mapping
+     * fresh stacks while theirs fill up with its old ones. */
+    struct coro_stack *s = d->stack;
+    if (s->home == w->id ? !coro__stack_push(&w->pool, s) : !coro__stack_return(s))
+        coro__stack_put(&w->pool, s);
     d->stack = NULL;
     coro__ctx_fini(&d->ctx);
-    coro__unref(d);
+    /* After a local join the joiner drops this reference (it runs only
+     * after this reap: every switch on this worker reaps first). */
+    if (atomic_load_explicit(&d->join, memory_order_relaxed) != CORO_JOIN_HANDOFF)
+        coro__unref(d);
     coro__live_dec();
 }
 
-static void entry(void)
+void coro__entry(void)
 {
 #ifdef CORO_SANITIZERS
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
@@ -495,8 +517,9 @@ int coro__prepare(coro_t *c, struct worker *w)
         c->stack = coro__stack_get(w ? &w->pool : &nopool);
     if (!c->stack)
         return -1;
+    c->stack->home = w ? w->id : -1;
     c->stack_limit = (char *)c->stack->lo + CORO_STACK_REDZONE;
-    if (coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, entry) < 0) {
+    if (coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry) < 0) {
         coro__stack_put(w ? &w->pool : &nopool, c->stack);
         c->stack = NULL;
         return -1;

@@ -6,6 +6,7 @@
 #ifndef CORO_SCHED_INT_H
 #define CORO_SCHED_INT_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@ struct coro_stack {
     size_t map_len;
     int guarded;
     unsigned vg_id;           /* valgrind stack id */
+    int home;                 /* worker that last spawned on it (-1: none) */
     struct coro_stack *next;  /* pool / free list link */
 };
 
@@ -39,6 +41,9 @@ void coro__stack_global_fini(void);
 void coro__stack_shared_cap(size_t cap);
 struct coro_stack *coro__stack_get(struct coro_stack_pool *p);
 void coro__stack_put(struct coro_stack_pool *p, struct coro_stack *s);
+/* Reaped on a worker other than its home: hand back through the shared
+ * pool if it has room (returns 1), so a spawner's stacks flow back to it. */
+int coro__stack_return(struct coro_stack *s);
 void coro__stack_pool_fini(struct coro_stack_pool *p);
 int coro__stack_in_guard(const struct coro_stack *s, const void *addr);
 size_t coro__stack_size(void);
@@ -127,6 +132,7 @@ void coro__reap(struct worker *w);
 void coro__post_cancel(coro_t *c);
 void coro__live_dec(void);
 int coro__prepare(coro_t *c, struct worker *w);         /* stack + first frame */
+void coro__entry(void);                                 /* a coroutine's first frame */
 /* Full barrier on every thread of the process (membarrier), paired with
  * compiler-only barriers on hot paths; a seq_cst fence where unsupported. */
 void coro__heavy_fence(void);
@@ -226,6 +232,90 @@ static inline void coro__unref(coro_t *c)
     if (atomic_load_explicit(&c->refs, memory_order_acquire) == 1 ||
         atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
         coro__free(c);
+}
+
+/* Drop two references at once (a local join: the handle's and the
+ * running one, see CORO_JOIN_HANDOFF). */
+static inline void coro__unref2(coro_t *c)
+{
+    if (atomic_load_explicit(&c->refs, memory_order_acquire) == 2 ||
+        atomic_fetch_sub_explicit(&c->refs, 2, memory_order_acq_rel) == 2)
+        coro__free(c);
+}
+
+/* coro__prepare() with the pooled-stack case inline. */
+static inline int coro__prepare_inl(coro_t *c, struct worker *w)
+{
+    struct coro_stack *s;
+    if (!w || !(s = coro__stack_pop(&w->pool)))
+        return coro__prepare(c, w);
+    c->stack = s;
+    s->home = w->id;
+    c->stack_limit = (char *)s->lo + CORO_STACK_REDZONE;
+    if (coro__ctx_make(&c->ctx, s->lo, s->size, coro__entry) < 0) {
+        coro__stack_put(&w->pool, s);
+        c->stack = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* coro__waiter_init() for a waiter of coroutine c (NULL: a plain thread). */
+static inline void coro__waiter_init_inl(struct coro_waiter *w, coro_t *c)
+{
+    atomic_store_explicit(&w->state, CORO_W_WAITING, memory_order_relaxed);
+    atomic_store_explicit(&w->futex, 0, memory_order_relaxed);
+    w->result = 0;
+    w->coro = c;
+    w->next = w->prev = w->owner = NULL;
+    w->data = NULL;
+    w->index = 0;
+    w->queued = 0;
+}
+
+/* coro__waitq_push(), inline. */
+static inline void coro__waitq_push_inl(struct coro_waitq *q, struct coro_waiter *w)
+{
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    w->queued = 1;
+}
+
+/* coro__waiter_finish(), inline for a parked coroutine. */
+static inline void coro__waiter_finish_inl(struct coro_waiter *w, int result)
+{
+    coro_t *c = w->coro;
+    if (!c) {
+        coro__waiter_finish(w, result);
+        return;
+    }
+    w->result = result;
+    atomic_store_explicit(&w->state, CORO_W_DONE, memory_order_release);
+    coro__ready_inl(c);
+}
+
+/* coro__park(w, -1, CORO_PARK_CANCELLABLE) for coroutine c running on
+ * worker wk: no timer to arm. */
+static inline int coro__park_inl(struct coro_waiter *w, coro_t *c, struct worker *wk)
+{
+    if (atomic_load_explicit(&c->cancelled, memory_order_relaxed) && coro__waiter_claim(w)) {
+        w->result = ECANCELED;
+        atomic_store_explicit(&w->state, CORO_W_DONE, memory_order_release);
+        return ECANCELED;
+    }
+    c->cur_wait = w;
+    /* Whoever claimed w makes us ready exactly once: see coro__park(). */
+    do {
+        c->state = CORO_PARKED;
+        coro__switch_out(wk);
+    } while (atomic_load_explicit(&w->state, memory_order_acquire) != CORO_W_DONE);
+    c->cur_wait = NULL;
+    return w->result;
 }
 
 /* coro.c: ran by the entry trampoline when fn returns */

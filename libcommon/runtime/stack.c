@@ -115,15 +115,29 @@ static struct coro_stack *reuse(struct coro_stack *s)
     return s;
 }
 
-static struct coro_stack *shared_get(void)
+#define SHARED_BATCH 32 /* stacks moved into an empty worker pool at once */
+
+/* Take one stack from the shared pool, and up to SHARED_BATCH - 1 more
+ * into p (empty when called): one lock round trip per batch. */
+static struct coro_stack *shared_get(struct coro_stack_pool *p)
 {
     struct coro_stack *s = NULL;
     if (!atomic_load_explicit(&g.nshared, memory_order_relaxed))
         return NULL;
     coro__spin_lock(&g.lock);
     if ((s = g.shared)) {
+        size_t taken = 1;
         g.shared = s->next;
-        g.nshared--;
+        for (; taken < SHARED_BATCH && g.shared && p->n < p->cap; taken++) {
+            struct coro_stack *t = g.shared;
+            g.shared = t->next;
+            t->next = p->head;
+            p->head = t;
+            p->n++;
+        }
+        /* written under the lock; read without it only as a hint */
+        atomic_store_explicit(&g.nshared, atomic_load_explicit(&g.nshared, memory_order_relaxed) -
+                              taken, memory_order_relaxed);
     }
     coro__spin_unlock(&g.lock);
     return s;
@@ -133,14 +147,20 @@ static int shared_put(struct coro_stack *s)
 {
     int ok = 0;
     coro__spin_lock(&g.lock);
-    if (g.nshared < g.shared_cap) {
+    size_t n = atomic_load_explicit(&g.nshared, memory_order_relaxed);
+    if (n < g.shared_cap) {
         s->next = g.shared;
         g.shared = s;
-        g.nshared++;
+        atomic_store_explicit(&g.nshared, n + 1, memory_order_relaxed);
         ok = 1;
     }
     coro__spin_unlock(&g.lock);
     return ok;
+}
+
+int coro__stack_return(struct coro_stack *s)
+{
+    return shared_put(s);
 }
 
 static void register_stack(struct coro_stack *s)
@@ -244,7 +264,7 @@ struct coro_stack *coro__stack_get(struct coro_stack_pool *p)
     struct coro_stack *s = coro__stack_pop(p);
     if (s)
         return s;
-    if ((s = shared_get()))
+    if ((s = shared_get(p)))
         return reuse(s);
     /* Fresh mappings too: the address may have held a stack of an earlier
      * runtime in this process, whose ASan marks outlive the munmap. */

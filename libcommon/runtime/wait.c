@@ -25,14 +25,7 @@
 
 void coro__waiter_init(struct coro_waiter *w)
 {
-    atomic_store_explicit(&w->state, CORO_W_WAITING, memory_order_relaxed);
-    atomic_store_explicit(&w->futex, 0, memory_order_relaxed);
-    w->result = 0;
-    w->coro = coro__tls_worker ? coro__tls_worker->current : NULL;
-    w->next = w->prev = w->owner = NULL;
-    w->data = NULL;
-    w->index = 0;
-    w->queued = 0;
+    coro__waiter_init_inl(w, coro__tls_worker ? coro__tls_worker->current : NULL);
 }
 
 void coro__waiter_finish(struct coro_waiter *w, int result)
@@ -139,14 +132,7 @@ int coro__park(struct coro_waiter *w, int64_t timeout_ms, int flags)
 
 void coro__waitq_push(struct coro_waitq *q, struct coro_waiter *w)
 {
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-    w->queued = 1;
+    coro__waitq_push_inl(q, w);
 }
 
 void coro__waitq_remove(struct coro_waitq *q, struct coro_waiter *w)

@@ -363,6 +363,132 @@ START_TEST(cancelled_joiner_returns_ecanceled)
 }
 END_TEST
 
+/* ---- joins completed on the joiner's own worker (no atomics) ------------------ */
+
+static void sleep_forever(void *arg) { coro_sleep_ms(60000); }
+
+/* A target cancelled before it starts, joined while it is still runnext. */
+static void cancel_runnext_main(void *arg)
+{
+    for (int i = 0; i < 100; i++) {
+        coro_t *t = coro_spawn(sleep_forever, NULL);
+        coro_cancel(t);
+        errno = 0;
+        ck_assert_int_eq(coro_join(t), -1);
+        ck_assert_int_eq(errno, ECANCELED);
+    }
+}
+
+START_TEST(join_of_cancelled_runnext_is_ecanceled)
+{
+    unit_run(2, cancel_runnext_main, NULL);
+}
+END_TEST
+
+/* A joiner parked on a local join is cancelled (from its own worker or, with
+ * the joiner on worker 1, from worker 0); the target ends later on its own. */
+static atomic_int local_joiner_ok;
+static coro_t *local_targets[2];
+static void local_joiner(void *arg)
+{
+    int pinned = (int)(uintptr_t)arg;
+    coro_t *t = pinned ? coro_spawn_on(coro_worker_index(), sleep_forever, NULL)
+                       : coro_spawn(sleep_forever, NULL);
+    local_targets[pinned] = t;
+    errno = 0;
+    if (coro_join(t) == -1 && errno == ECANCELED)
+        atomic_fetch_add(&local_joiner_ok, 1);
+}
+static void cancel_local_joiner_main(void *arg)
+{
+    int where = (int)(uintptr_t)arg;
+    for (int pinned = 0; pinned < 2; pinned++) {
+        coro_t *j = coro_spawn_on(where, local_joiner, (void *)(uintptr_t)pinned);
+        coro_sleep_ms(20);
+        coro_cancel(j);
+        ck_assert_int_eq(coro_join(j), -1); /* j itself ended cancelled */
+        coro_cancel(local_targets[pinned]); /* its handle went with the join */
+    }
+    ck_assert_int_eq(atomic_load(&local_joiner_ok), 2);
+}
+
+START_TEST(cancelled_local_joiner_returns_ecanceled)
+{
+    unit_run(1, cancel_local_joiner_main, (void *)(uintptr_t)0);
+}
+END_TEST
+
+START_TEST(local_joiner_cancelled_from_other_worker)
+{
+    unit_run(2, cancel_local_joiner_main, (void *)(uintptr_t)1);
+}
+END_TEST
+
+/* A joined runnext target must end on its joiner's worker even when a
+ * later spawn displaces it from runnext while idle workers try to steal. */
+static atomic_int churn_stop, wrong_worker, recorded;
+static void noop_member(void *arg) {}
+static void churn(void *arg)
+{
+    while (!atomic_load(&churn_stop)) {
+        coro_detach(coro_spawn(noop_member, NULL));
+        coro_yield();
+    }
+}
+static void record_join_worker(void *arg)
+{
+    if (coro_worker_index() != *(int *)arg)
+        atomic_fetch_add(&wrong_worker, 1);
+    atomic_fetch_add(&recorded, 1);
+}
+static void displaced_main(void *arg)
+{
+    int me = coro_worker_index();
+    coro_t *c1 = coro_spawn_on(me, churn, NULL), *c2 = coro_spawn_on(me, churn, NULL);
+    coro_yield();
+    for (int i = 0; i < 20000; i++)
+        ck_assert_int_eq(coro_join(coro_spawn(record_join_worker, &me)), 0);
+    atomic_store(&churn_stop, 1);
+    coro_join(c1);
+    coro_join(c2);
+    ck_assert_int_eq(atomic_load(&recorded), 20000);
+    ck_assert_int_eq(atomic_load(&wrong_worker), 0);
+}
+
+START_TEST(joined_runnext_stays_on_joiner_worker)
+{
+    unit_run(2, displaced_main, NULL);
+}
+END_TEST
+
+/* Joins across workers in both directions, and of already ended targets. */
+static atomic_int cross_ran;
+static void cross_member(void *arg) { atomic_fetch_add(&cross_ran, 1); }
+static void cross_joiner(void *arg)
+{
+    for (int i = 0; i < 2000; i++) {
+        coro_t *t = coro_spawn_on(0, cross_member, NULL);
+        if (i & 1)
+            coro_sleep_ms(0);
+        if (coro_join(t) != 0)
+            return;
+    }
+}
+static void cross_join_main(void *arg)
+{
+    coro_t *j = coro_spawn_on(1, cross_joiner, NULL);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_int_eq(coro_join(coro_spawn_on(1, cross_member, NULL)), 0);
+    ck_assert_int_eq(coro_join(j), 0);
+    ck_assert_int_eq(atomic_load(&cross_ran), 4000);
+}
+
+START_TEST(join_from_other_worker)
+{
+    unit_run(2, cross_join_main, NULL);
+}
+END_TEST
+
 /* ---- scopes ------------------------------------------------------------------ */
 
 static atomic_int scope_done;
@@ -502,6 +628,11 @@ static Suite *coro_suite(void)
     tcase_add_test(tc, sleep_is_accurate);
     tcase_add_test(tc, cancel_interrupts_sleep_everywhere);
     tcase_add_test(tc, cancelled_joiner_returns_ecanceled);
+    tcase_add_test(tc, join_of_cancelled_runnext_is_ecanceled);
+    tcase_add_test(tc, cancelled_local_joiner_returns_ecanceled);
+    tcase_add_test(tc, local_joiner_cancelled_from_other_worker);
+    tcase_add_test(tc, joined_runnext_stays_on_joiner_worker);
+    tcase_add_test(tc, join_from_other_worker);
     tcase_add_test(tc, scope_waits_for_members);
     tcase_add_test(tc, scope_cancel_cancels_members);
     tcase_add_test(tc, cancelled_scope_owner_still_waits_for_members);
