@@ -23,7 +23,7 @@
 #include <sys/types.h>
 
 #include "coro/chan.h"
-#include "runtime/runtime_int.h"
+#include "runtime/sched_int.h"
 
 #define CHAN_MAX_ELEM 65536u
 #define CHAN_UNBOUNDED_SLOTS0 16u /* first ring of an unbounded channel */
@@ -161,6 +161,24 @@ HOT void ring_pop(chan_t *ch, void *elem)
 /* ---- waiters (channel locked) ------------------------------------------ */
 
 /*
+ * Claim a waiter that is not part of a select. Besides wakers holding the
+ * channel lock (as we do), only its coroutine's own worker claims it (a
+ * timeout, a cancellation): when that is this thread, nobody can race us
+ * and the compare-and-swap is not needed. Select owners are claimed by
+ * wakers of other channels too, so they always take the CAS.
+ */
+HOT bool claim_plain(struct coro_waiter *w)
+{
+    coro_t *c = w->coro;
+    if (!c || c->worker != coro__tls_worker)
+        return coro__waiter_claim(w);
+    if (atomic_load_explicit(&w->state, memory_order_relaxed) != CORO_W_WAITING)
+        return false;
+    atomic_store_explicit(&w->state, CORO_W_CLAIMED, memory_order_relaxed);
+    return true;
+}
+
+/*
  * Unlink the first waiter of q whose wait can still be completed and claim
  * it (through its select owner if it has one). Waiters already claimed by
  * a timeout, a cancellation or another op of the same select are dropped.
@@ -177,9 +195,11 @@ HOT struct coro_waiter *take_waiter(struct coro_waitq *q)
             q->tail = NULL;
         w->next = w->prev = NULL;
         w->queued = 0;
-        struct coro_waiter *t = w->owner ? w->owner : w;
-        if (coro__waiter_claim(t)) {
-            t->index = w->index;
+        if (!w->owner) {
+            if (claim_plain(w))
+                return w;
+        } else if (coro__waiter_claim(w->owner)) {
+            w->owner->index = w->index;
             return w;
         }
     }
@@ -189,7 +209,7 @@ HOT struct coro_waiter *take_waiter(struct coro_waitq *q)
 /* Finish a waiter returned by take_waiter; called after unlocking. */
 HOT void complete(struct coro_waiter *w, int result)
 {
-    coro__waiter_finish(w->owner ? w->owner : w, result);
+    coro__waiter_finish_inl(w->owner ? w->owner : w, result);
 }
 
 /* Try to send now: 0 (done), EPIPE, ENOMEM, or EAGAIN (would block).
@@ -233,15 +253,16 @@ HOT int recv_locked(chan_t *ch, void *elem, struct coro_waiter **wake)
 /* Enqueue on q, release the lock, park, and tidy up after a failed wait. */
 static int park_on(chan_t *ch, struct coro_waitq *q, void *data, int64_t ms)
 {
+    struct worker *wk = coro__tls_worker;
+    coro_t *self = wk ? wk->current : NULL;
     struct coro_waiter w;
-    coro__waiter_init(&w);
+    coro__waiter_init_inl(&w, self);
     w.data = data;
-    w.owner = NULL;
-    w.index = 0;
-    coro__waitq_push(q, &w);
+    coro__waitq_push_inl(q, &w);
     coro__spin_unlock(&ch->lock);
 
-    int r = coro__park(&w, ms, CORO_PARK_CANCELLABLE);
+    int r = ms < 0 && self ? coro__park_inl(&w, self, wk)
+                           : coro__park(&w, ms, CORO_PARK_CANCELLABLE);
     if (r != 0) {
         coro__spin_lock(&ch->lock);
         if (w.queued)
