@@ -7,14 +7,15 @@
  * Threading: connections run on the worker that accepted them (their fd
  * is registered with that worker's loop), publishers deliver from any
  * worker. A session's state (queue, in-flight window, the attached
- * connection's write state) is guarded by the session's pthread mutex,
- * held only for short stretches that never yield.
+ * connection's write state) is guarded by the session's spinlock
+ * (session_lock), held only for short stretches that never yield.
  */
 #ifndef CORO_BROKER_H
 #define CORO_BROKER_H
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -133,31 +134,48 @@ struct bpwait {
     coro_sem_t sem;
 };
 
+/* Small on purpose (an idle client's memory is mostly this and its
+ * conn): a spinlock, 32-bit counters, the client id inline. */
 struct session {
     atomic_uint refs;
-    pthread_mutex_t mu;
-    char *client_id;
+    atomic_int mu; /* spinlock: held for short stretches that never yield */
     char *username; /* of the last connection, for ACL checks at delivery */
+    struct conn *conn;
+    struct sub *subs;
+    struct qitem *q;  /* queued messages, a ring */
+    struct qitem *fl; /* sent, waiting for PUBACK / PUBREC / PUBCOMP */
+    uint16_t *in2;    /* inbound QoS 2 ids between PUBREC and PUBREL */
+    struct bpwait *bp_head, *bp_tail; /* publishers waiting for room in q, FIFO */
+    struct session *hnext;            /* hash chain */
+    size_t qbytes;
+    uint32_t qhead, qlen, qcap, nfl, flcap, nsubs;
+    uint16_t next_id, nin2, in2cap;
     bool persistent;
     bool gone;       /* dropped from the table: no new deliveries */
     bool bp_blocked; /* its reader waits for room elsewhere: never make it a target */
-    struct conn *conn;
-    struct sub *subs;
-    size_t nsubs;
-    /* queued messages, a ring */
-    struct qitem *q;
-    size_t qhead, qlen, qcap, qbytes;
-    /* sent, waiting for PUBACK / PUBREC / PUBCOMP */
-    struct qitem *fl;
-    size_t nfl, flcap;
-    uint16_t next_id;
-    /* publishers waiting for room in q, FIFO */
-    struct bpwait *bp_head, *bp_tail;
-    /* inbound QoS 2 ids between PUBREC and PUBREL */
-    uint16_t *in2;
-    size_t nin2, in2cap;
-    struct session *hnext; /* hash chain */
+    char client_id[];
 };
+
+static inline void session_lock(struct session *s)
+{
+    for (unsigned n = 0;; n++) {
+        if (!atomic_load_explicit(&s->mu, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&s->mu, 1, memory_order_acquire))
+            return;
+        if (n < 100) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield(); /* the holder may be preempted: give it the CPU */
+        }
+    }
+}
+
+static inline void session_unlock(struct session *s)
+{
+    atomic_store_explicit(&s->mu, 0, memory_order_release);
+}
 
 void session_table_init(void);
 /* Find or make the session for client id; *present tells whether state
@@ -220,34 +238,39 @@ size_t listener_count(void);
 
 /* ---- connections (client.c) ---------------------------------------------- */
 
+/* A byte buffer allocated only while it holds something. */
+struct cbuf {
+    size_t len, cap;
+    uint8_t d[];
+};
+
+/* Small on purpose, like struct session: an idle connection has no read
+ * buffer, no control buffer, no coroutine and no timer (keepalive
+ * deadlines are swept by one coroutine, client.c). */
 struct conn {
     atomic_uint refs;
     int fd;
-    int worker;
-    coro_tls_t *tls;
-    struct lst *lst;
     struct session *s; /* set by CONNECT, never changed after */
+    struct lst *lst;
+    coro_tls_t *tls;
+    struct cbuf *rb;  /* read buffer, only while a reader runs */
+    struct cbuf *ctl; /* control packets waiting to be written; under s's lock */
+    struct msg *will;
+    char *username;
+    struct conn *prev, *next;
+    _Atomic uint64_t last_rx; /* coro_now_ms() of the last bytes read */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } peer;
-    uint8_t *rbuf;
-    size_t rlen, rcap;
-    uint64_t last_rx;
     uint16_t keepalive;
+    uint16_t worker;
     bool connected;
-    atomic_bool closing;
     bool clean_disconnect;
-    bool writing;   /* a coroutine owns the write side; under s->mu */
-    bool want_kick; /* deliveries waiting for a flusher */
-    struct msg *will;
-    char *username;
-    uint8_t *ctl; /* control packets waiting to be written; under s->mu */
-    size_t ctl_len, ctl_cap;
-    coro_watch_t *watch;
-    coro_t *co; /* the reading coroutine, for stop */
-    struct conn *prev, *next;
+    bool writing; /* a coroutine owns the write side; under s's lock */
+    atomic_bool closing;
+    atomic_bool expired; /* the sweeper found its deadline passed */
 };
 
 void client_conn(int fd, const struct coro_addr *peer, void *arg);
@@ -266,6 +289,9 @@ void conn_kick(struct conn *c);
 /* Close from another connection (takeover) or at stop: any thread. */
 void conn_shutdown(struct conn *c);
 void client_stop_all(void);
+/* The keepalive / CONNECT-deadline sweeper (one coroutine). */
+int client_sweeper_start(void);
+void client_sweeper_stop(void);
 size_t client_count(void);
 
 /* ---- packet handlers (handle_*.c) ---------------------------------------- */

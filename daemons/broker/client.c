@@ -54,7 +54,7 @@ void conn_unref(struct conn *c)
         session_unref(c->s);
     msg_unref(c->will);
     free(c->username);
-    free(c->rbuf);
+    free(c->rb);
     free(c->ctl);
     free(c);
 }
@@ -124,18 +124,20 @@ void client_stop_all(void)
 
 int conn_ctl_append(struct conn *c, const uint8_t *p, size_t n)
 {
-    if (c->ctl_len + n > c->ctl_cap) {
-        size_t cap = c->ctl_cap ? c->ctl_cap : 256;
-        while (cap < c->ctl_len + n)
+    size_t len = c->ctl ? c->ctl->len : 0, cap = c->ctl ? c->ctl->cap : 0;
+    if (len + n > cap) {
+        cap = cap ? cap : 256;
+        while (cap < len + n)
             cap *= 2;
-        uint8_t *b = realloc(c->ctl, cap);
+        struct cbuf *b = realloc(c->ctl, sizeof(*b) + cap);
         if (!b)
             return -1;
+        b->len = len;
+        b->cap = cap;
         c->ctl = b;
-        c->ctl_cap = cap;
     }
-    memcpy(c->ctl + c->ctl_len, p, n);
-    c->ctl_len += n;
+    memcpy(c->ctl->d + len, p, n);
+    c->ctl->len += n;
     return 0;
 }
 
@@ -143,7 +145,7 @@ struct wbatch {
     struct iovec iov[BATCH_IOV];
     int niov;
     size_t bytes;
-    uint8_t *ctl;
+    struct cbuf *ctl;
     uint8_t *hbuf;
     size_t hcap, hlen;
     struct msg *refs[BATCH_IOV];
@@ -247,14 +249,14 @@ static void batch_build(struct conn *c, struct wbatch *b)
     b->nrefs = 0;
     memset(b->out, 0, sizeof(b->out));
     if (atomic_load(&c->closing)) {
-        c->ctl_len = 0;
+        if (c->ctl)
+            c->ctl->len = 0;
         return;
     }
-    if (c->ctl_len) {
+    if (c->ctl && c->ctl->len) {
         b->ctl = c->ctl;
-        batch_add(b, c->ctl, c->ctl_len);
+        batch_add(b, c->ctl->d, c->ctl->len);
         c->ctl = NULL;
-        c->ctl_len = c->ctl_cap = 0;
     }
     if (c->s && c->connected && c->s->conn == c)
         batch_session(c, c->s, b);
@@ -279,13 +281,13 @@ static int batch_write(struct conn *c, struct wbatch *b)
 static void lock_s(struct conn *c)
 {
     if (c->s)
-        pthread_mutex_lock(&c->s->mu);
+        session_lock(c->s);
 }
 
 static void unlock_s(struct conn *c)
 {
     if (c->s)
-        pthread_mutex_unlock(&c->s->mu);
+        session_unlock(c->s);
 }
 
 /* The caller holds the write side; write until nothing is pending. */
@@ -360,9 +362,9 @@ void conn_kick(struct conn *c)
         return;
     }
     log_warn("cannot start a writer");
-    pthread_mutex_lock(&c->s->mu);
+    session_lock(c->s);
     c->writing = false;
-    pthread_mutex_unlock(&c->s->mu);
+    session_unlock(c->s);
     conn_shutdown(c);
 }
 
@@ -413,19 +415,18 @@ static int process(struct conn *c)
     int rc = 0;
     char nb[300];
 
-    while (pos < c->rlen) {
+    struct cbuf *rb = c->rb;
+    if (!rb)
+        return 0;
+    while (pos < rb->len) {
         struct mqtt_packet p;
         struct mqtt_err err;
         size_t need = 0;
-        int st = mqtt_decode(c->rbuf + pos, c->rlen - pos,
+        int st = mqtt_decode(rb->d + pos, rb->len - pos,
                              atomic_load_explicit(&B.max_packet, memory_order_relaxed), &p,
                              &need, &err);
-        if (st == MQTT_MORE) {
-            if (need > c->rcap && need > c->rlen - pos) {
-                /* grow below, once the consumed bytes are dropped */
-            }
-            break;
-        }
+        if (st == MQTT_MORE)
+            break; /* conn_read() grows the buffer when it is full */
         if (st == MQTT_BAD) {
             metric_inc(bstats.protocol_errors);
             log_notice("%s: protocol error: %s", client_name(c, nb, sizeof(nb)), err.reason);
@@ -444,24 +445,70 @@ static int process(struct conn *c)
         pos += p.size;
     }
     if (pos) {
-        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-        c->rlen -= pos;
+        memmove(rb->d, rb->d + pos, rb->len - pos);
+        rb->len -= pos;
     }
     return rc;
 }
 
 /* ---- reading, idling, closing ---------------------------------------------- */
 
-static int64_t read_timeout(struct conn *c)
+/* ---- deadlines: one sweeper instead of a timer per connection ------------ */
+
+#define SWEEP_MS 250
+
+static struct {
+    coro_t *co;
+    atomic_bool stop;
+} SW;
+
+/* The CONNECT deadline, or 1.5 x keepalive after the last bytes read. */
+static bool expired(struct conn *c, uint64_t now, uint64_t connect_ms)
 {
-    uint64_t now = coro_now_ms(), end;
+    uint64_t last = atomic_load_explicit(&c->last_rx, memory_order_relaxed), span;
     if (!c->connected)
-        end = c->last_rx + (uint64_t)((const struct broker_conf *)B.conf)->broker.connect_timeout_ms;
+        span = connect_ms;
     else if (c->keepalive == 0)
-        return -1;
+        return false;
     else
-        end = c->last_rx + (uint64_t)c->keepalive * 1500u;
-    return end > now ? (int64_t)(end - now) : 0;
+        span = (uint64_t)c->keepalive * 1500u;
+    return now > last + span;
+}
+
+/* Shut an expired connection's socket: its reader (or idle watch) sees EOF
+ * and the close path, on its own worker, reports the timeout. */
+static void sweeper(void *arg)
+{
+    while (!atomic_load(&SW.stop) && coro_sleep_ms(SWEEP_MS) == 0) {
+        uint64_t now = coro_now_ms();
+        uint64_t connect_ms =
+            (uint64_t)((const struct broker_conf *)B.conf)->broker.connect_timeout_ms;
+        pthread_mutex_lock(&CL.mu);
+        for (struct conn *c = CL.head; c; c = c->next)
+            if (!atomic_load(&c->expired) && !atomic_load(&c->closing) &&
+                expired(c, now, connect_ms)) {
+                atomic_store(&c->expired, true);
+                shutdown(c->fd, SHUT_RDWR);
+            }
+        pthread_mutex_unlock(&CL.mu);
+    }
+}
+
+int client_sweeper_start(void)
+{
+    atomic_store(&SW.stop, false);
+    SW.co = coro_spawn(sweeper, NULL);
+    return SW.co ? 0 : -1;
+}
+
+void client_sweeper_stop(void)
+{
+    if (!SW.co)
+        return;
+    atomic_store(&SW.stop, true);
+    coro_cancel(SW.co);
+    coro_join(SW.co);
+    SW.co = NULL;
 }
 
 static void conn_close(struct conn *c, const char *reason, bool abnormal)
@@ -479,7 +526,7 @@ static void conn_close(struct conn *c, const char *reason, bool abnormal)
     shutdown(c->fd, SHUT_RDWR);
     list_del(c);
     if (s) {
-        pthread_mutex_lock(&s->mu);
+        session_lock(s);
         bool mine = s->conn == c;
         if (mine) {
             s->conn = NULL;
@@ -487,7 +534,7 @@ static void conn_close(struct conn *c, const char *reason, bool abnormal)
                 s->fl[i].dup = true;
             session_wake_publishers(s, SIZE_MAX); /* offline: queue or drop, never wait */
         }
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         if (mine && !s->persistent)
             session_discard(s);
     }
@@ -501,17 +548,11 @@ static void conn_close(struct conn *c, const char *reason, bool abnormal)
 static void watch_cb(void *arg, int what)
 {
     struct conn *c = arg;
-    c->watch = NULL;
     if (what & CORO_READ) {
         conn_serve(c, true);
         return;
     }
-    if (what & CORO_TIMEOUT) {
-        metric_inc(bstats.keepalive_timeouts);
-        conn_close(c, "keepalive timeout", true);
-    } else {
-        conn_close(c, NULL, false);
-    }
+    conn_close(c, NULL, false);
     conn_unref(c);
 }
 
@@ -520,29 +561,37 @@ static int idle_park(struct conn *c)
 {
     if (c->tls && SSL_pending(coro_tls_ssl(c->tls)) > 0)
         return -1;
-    free(c->rbuf);
-    c->rbuf = NULL;
-    c->rcap = 0;
-    c->watch = coro_watch_fd(c->fd, CORO_READ, read_timeout(c), watch_cb, c);
-    return c->watch ? 0 : -1;
+    free(c->rb);
+    c->rb = NULL;
+    return coro_watch_fd(c->fd, CORO_READ, -1, watch_cb, c) ? 0 : -1;
 }
 
-static ssize_t conn_read(struct conn *c, int64_t timeout)
+/* Read into c->rb, made or grown (up to max_packet_size) as needed. No
+ * timeout: the sweeper shuts the socket at the deadline. */
+static ssize_t conn_read(struct conn *c)
 {
-    size_t need = c->rlen + 1 > RBUF_MIN ? c->rlen * 2 : RBUF_MIN;
-    if (c->rcap - c->rlen < 512 || !c->rbuf) {
+    struct cbuf *rb = c->rb;
+    size_t len = rb ? rb->len : 0, cap = rb ? rb->cap : 0;
+    if (!rb || cap - len < 512) {
+        size_t need = len + 1 > RBUF_MIN ? len * 2 : RBUF_MIN;
         size_t max = atomic_load_explicit(&B.max_packet, memory_order_relaxed) + 8;
-        if (need > max && c->rbuf)
-            need = max > c->rcap ? max : c->rcap;
-        uint8_t *b = realloc(c->rbuf, need);
-        if (!b)
-            return -1;
-        c->rbuf = b;
-        c->rcap = need;
+        if (need > max && rb)
+            need = max > cap ? max : cap;
+        if (!rb || need > cap) {
+            if (!(rb = realloc(rb, sizeof(*rb) + need)))
+                return -1;
+            rb->len = len;
+            rb->cap = need;
+            c->rb = rb;
+        }
+    }
+    if (rb->cap == rb->len) {
+        errno = EMSGSIZE; /* cannot happen: mqtt_decode() refuses it first */
+        return -1;
     }
     if (c->tls)
-        return coro_tls_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen, timeout);
-    return coro_read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, timeout);
+        return coro_tls_read(c->tls, rb->d + rb->len, rb->cap - rb->len, -1);
+    return coro_read(c->fd, rb->d + rb->len, rb->cap - rb->len, -1);
 }
 
 /* readable: started by the idle watch, so read before parking again. */
@@ -553,7 +602,6 @@ static void conn_serve(struct conn *c, bool readable)
     bool abnormal = true;
 
     daemon_conn_enter(B.d, &dc);
-    c->co = coro_self();
     for (;;) {
         if (process(c) < 0) {
             abnormal = !c->clean_disconnect;
@@ -564,21 +612,20 @@ static void conn_serve(struct conn *c, bool readable)
             reason = "closed";
             break;
         }
-        if (!readable && c->rlen == 0 && c->connected && idle_park(c) == 0) {
-            c->co = NULL;
+        if (!readable && (!c->rb || c->rb->len == 0) && c->connected && idle_park(c) == 0) {
             daemon_conn_leave(B.d, &dc);
             return;
         }
         readable = false;
-        ssize_t n = conn_read(c, read_timeout(c));
+        ssize_t n = conn_read(c);
         if (n > 0) {
-            c->rlen += (size_t)n;
-            c->last_rx = coro_now_ms();
+            c->rb->len += (size_t)n;
+            atomic_store_explicit(&c->last_rx, coro_now_ms(), memory_order_relaxed);
             metric_add(bstats.bytes_in, n);
             metric_add(c->lst->m_bytes_in, n);
             continue;
         }
-        if (n < 0 && errno == ETIMEDOUT) {
+        if (atomic_load(&c->expired)) {
             metric_inc(bstats.keepalive_timeouts);
             reason = c->connected ? "keepalive timeout" : "no CONNECT in time";
         } else if (n < 0 && errno != ECANCELED && errno != EPIPE && errno != ECONNRESET) {
@@ -588,7 +635,6 @@ static void conn_serve(struct conn *c, bool readable)
         }
         break;
     }
-    c->co = NULL;
     conn_close(c, reason, abnormal);
     daemon_conn_leave(B.d, &dc);
     conn_unref(c);
@@ -620,11 +666,11 @@ void client_conn(int fd, const struct coro_addr *peer, void *arg)
     }
     atomic_init(&c->refs, 1);
     c->fd = fd;
-    c->worker = coro_worker_index();
+    c->worker = (uint16_t)coro_worker_index();
     c->lst = l;
     memcpy(&c->peer, &peer->ss,
            peer->len < sizeof(c->peer) ? peer->len : sizeof(c->peer));
-    c->last_rx = coro_now_ms();
+    atomic_init(&c->last_rx, coro_now_ms());
     atomic_fetch_add(&l->nconns, 1);
     list_add(c);
     struct tlsref *tr = listener_tls_get(l);

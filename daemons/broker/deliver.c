@@ -71,9 +71,9 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
 {
     struct conn *kick = NULL;
 
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     if (s->gone || (qos == 0 && !s->conn)) {
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         return ENQ_DONE;
     }
     bool full = s->qlen >= atomic_load_explicit(&B.max_queued, memory_order_relaxed) ||
@@ -89,7 +89,7 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
                 s->bp_head = w;
             s->bp_tail = w;
         }
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         if (!busy)
             metric_inc(bstats.dropped);
         return busy ? ENQ_BUSY : ENQ_DONE;
@@ -101,7 +101,7 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
     } else if (conn_need_kick(s->conn)) {
         kick = s->conn;
     }
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
     if (kick)
         conn_kick(kick);
     return ENQ_DONE;
@@ -109,7 +109,7 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
 
 static void unlink_waiter(struct session *s, struct bpwait *w)
 {
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     struct bpwait *prev = NULL;
     for (struct bpwait *x = s->bp_head; x; prev = x, x = x->next) {
         if (x != w)
@@ -122,18 +122,18 @@ static void unlink_waiter(struct session *s, struct bpwait *w)
             s->bp_tail = prev;
         break;
     }
-    pthread_mutex_unlock(&s->mu); /* a post made under s->mu is complete now */
+    session_unlock(s); /* a post made under s->mu is complete now */
 }
 
 static void set_blocked(struct session *from, bool on)
 {
     if (!from)
         return;
-    pthread_mutex_lock(&from->mu);
+    session_lock(from);
     from->bp_blocked = on;
     if (on) /* those waiting on from's queue now take it over its limit */
         session_wake_publishers(from, SIZE_MAX);
-    pthread_mutex_unlock(&from->mu);
+    session_unlock(from);
 }
 
 /* Wait for room in s's queue: the publishing coroutine parks, so a slow

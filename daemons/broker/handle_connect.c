@@ -30,12 +30,12 @@ static void take_over(const char *cid, size_t len, bool clean)
     struct session *old = session_find(cid, len);
     if (!old)
         return;
-    pthread_mutex_lock(&old->mu);
+    session_lock(old);
     if (old->conn) {
         log_info("client \"%s\": taken over by a new connection", old->client_id);
         conn_shutdown(old->conn);
     }
-    pthread_mutex_unlock(&old->mu);
+    session_unlock(old);
     if (clean && persist_on() && old->persistent)
         persist_session(old, true); /* the new connection drops the old state */
     session_unref(old);
@@ -46,7 +46,7 @@ static int attach(struct conn *c, struct session *s, bool present)
     uint8_t out[8];
     size_t n = mqtt_encode_connack(out, sizeof(out), present, MQTT_RC_ACCEPTED);
 
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     if (s->conn && s->conn != c)
         conn_shutdown(s->conn); /* raced with another CONNECT for this id */
     s->conn = c;
@@ -56,7 +56,7 @@ static int attach(struct conn *c, struct session *s, bool present)
     c->connected = true;
     for (size_t i = 0; i < s->nfl; i++)
         s->fl[i].dup = true;
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
     return rc;
 }
 

@@ -12,9 +12,9 @@ static int ack(struct conn *c, enum mqtt_type type, uint16_t id)
 {
     uint8_t out[4];
     size_t n = mqtt_encode_ack(out, sizeof(out), type, id);
-    pthread_mutex_lock(&c->s->mu);
+    session_lock(c->s);
     int rc = conn_ctl_append(c, out, n);
-    pthread_mutex_unlock(&c->s->mu);
+    session_unlock(c->s);
     return rc;
 }
 
@@ -25,9 +25,9 @@ int handle_publish(struct conn *c, const struct mqtt_packet *p, const char **why
 
     metric_inc(bstats.msgs_in[pb->qos]);
     if (pb->qos == 2) {
-        pthread_mutex_lock(&s->mu);
+        session_lock(s);
         bool seen = session_in2_has(s, pb->id);
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         if (seen) /* a resend before PUBREL: delivered already */
             return ack(c, MQTT_PUBREC, pb->id);
     }
@@ -54,9 +54,9 @@ int handle_publish(struct conn *c, const struct mqtt_packet *p, const char **why
     if (pb->qos == 1)
         return ack(c, MQTT_PUBACK, pb->id);
     if (pb->qos == 2) {
-        pthread_mutex_lock(&s->mu);
+        session_lock(s);
         rc = session_in2_add(s, pb->id);
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         return rc < 0 ? (*why = "out of memory", -1) : ack(c, MQTT_PUBREC, pb->id);
     }
     return 0;
@@ -64,9 +64,9 @@ int handle_publish(struct conn *c, const struct mqtt_packet *p, const char **why
 
 int handle_pubrel(struct conn *c, uint16_t id, const char **why)
 {
-    pthread_mutex_lock(&c->s->mu);
+    session_lock(c->s);
     session_in2_del(c->s, id);
-    pthread_mutex_unlock(&c->s->mu);
+    session_unlock(c->s);
     return ack(c, MQTT_PUBCOMP, id);
 }
 
@@ -78,10 +78,10 @@ int handle_ack(struct conn *c, const struct mqtt_packet *p, const char **why)
     bool kick = false;
     uint8_t out[4];
 
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     struct qitem *it = session_inflight_find(s, p->u.id);
     if (!it) {
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         return 0; /* unknown or already done: ignore, as mosquitto does */
     }
     if (p->type == MQTT_PUBACK && it->qos == 1 && it->state == QI_SENT) {
@@ -98,7 +98,7 @@ int handle_ack(struct conn *c, const struct mqtt_packet *p, const char **why)
     }
     if (s->qlen)
         kick = conn_need_kick(c);
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
     if (kick)
         conn_kick(c);
     if (mid && s->persistent && persist_on())

@@ -9,9 +9,9 @@
 
 static void add_filter(struct session *s, const struct mqtt_buf *f, uint8_t qos)
 {
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     int r = session_sub_add(s, (const char *)f->p, f->len, qos);
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
     if (r < 0)
         return;
     if (r == 1)
@@ -44,9 +44,9 @@ int handle_subscribe(struct conn *c, const struct mqtt_packet *p, const char **w
     int rc = -1;
     if (out) {
         size_t len = mqtt_encode_suback(out, cap, p->u.sub.id, codes, n);
-        pthread_mutex_lock(&s->mu);
+        session_lock(s);
         rc = conn_ctl_append(c, out, len);
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         free(out);
     }
     /* SUBACK is queued first, then the retained messages. */
@@ -65,9 +65,9 @@ int handle_unsubscribe(struct conn *c, const struct mqtt_packet *p, const char *
     uint8_t out[4];
 
     while (mqtt_sub_next(&list, 0, &f, NULL) == 1) {
-        pthread_mutex_lock(&s->mu);
+        session_lock(s);
         int r = session_sub_del(s, (const char *)f.p, f.len);
-        pthread_mutex_unlock(&s->mu);
+        session_unlock(s);
         if (r == 0) {
             topic_unsubscribe(B.topics, (const char *)f.p, f.len, s);
             session_unref(s);
@@ -75,8 +75,8 @@ int handle_unsubscribe(struct conn *c, const struct mqtt_packet *p, const char *
                 persist_sub(s, (const char *)f.p, f.len, 0, true);
         }
     }
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     int rc = conn_ctl_append(c, out, mqtt_encode_ack(out, sizeof(out), MQTT_UNSUBACK, p->u.sub.id));
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
     return rc;
 }

@@ -47,6 +47,10 @@ static int broker_start(daemon_t *d, const conf_t *c)
         log_errorx("%s", err);
         return -1;
     }
+    if (client_sweeper_start() < 0) {
+        log_errorx("cannot start the keepalive sweeper");
+        return -1;
+    }
     persist_start_compactor();
     sys_start(bc->broker.sys_interval_ms);
     log_info("%s started: %zu listeners, %zu sessions restored", BROKER_VERSION,
@@ -88,6 +92,7 @@ static void broker_stop(daemon_t *d, uint64_t deadline_ms)
     client_stop_all();
     while (client_count() > 0 && coro_now_ms() < deadline_ms)
         coro_sleep_ms(10);
+    client_sweeper_stop();
     persist_close();
 }
 

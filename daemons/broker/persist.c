@@ -422,7 +422,7 @@ static void dump_session(struct session *s, void *arg)
     struct dumper *k = arg;
     struct rec r;
 
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     if (s->persistent && !s->gone) {
         rec_init(&r);
         put_str(&r, s->client_id, strlen(s->client_id));
@@ -439,7 +439,7 @@ static void dump_session(struct session *s, void *arg)
         for (size_t i = 0; i < s->qlen; i++)
             dump_item(k, s, &s->q[(s->qhead + i) % s->qcap]);
     }
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
 }
 
 static int dump(void *arg, plog_snap_t *w)

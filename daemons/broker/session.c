@@ -33,15 +33,12 @@ void session_table_init(void)
 
 static struct session *session_new(const char *cid, size_t len)
 {
-    struct session *s = calloc(1, sizeof(*s));
-    if (!s || !(s->client_id = malloc(len + 1))) {
-        free(s);
+    struct session *s = calloc(1, sizeof(*s) + len + 1);
+    if (!s)
         return NULL;
-    }
     memcpy(s->client_id, cid, len);
     s->client_id[len] = '\0';
     atomic_init(&s->refs, 1); /* the table's */
-    pthread_mutex_init(&s->mu, NULL);
     s->next_id = 1;
     return s;
 }
@@ -65,8 +62,6 @@ static void session_free(struct session *s)
     free(s->fl);
     free(s->in2);
     free(s->username);
-    free(s->client_id);
-    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -102,10 +97,10 @@ static void unlink_locked(struct session **pp)
     *pp = s->hnext;
     s->hnext = NULL;
     T.n--;
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     s->gone = true;
     session_wake_publishers(s, SIZE_MAX);
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
 }
 
 struct session *session_get(const char *cid, size_t len, bool clean, bool *present)
@@ -151,13 +146,13 @@ void session_discard(struct session *s)
         unlink_locked(pp);
     pthread_mutex_unlock(&T.mu);
 
-    pthread_mutex_lock(&s->mu);
+    session_lock(s);
     s->gone = true;
     session_wake_publishers(s, SIZE_MAX);
     struct sub *subs = s->subs;
     s->subs = NULL;
     s->nsubs = 0;
-    pthread_mutex_unlock(&s->mu);
+    session_unlock(s);
     for (struct sub *x = subs, *n; x; x = n) {
         n = x->next;
         topic_unsubscribe(B.topics, x->filter, x->len, s);
