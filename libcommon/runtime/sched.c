@@ -452,9 +452,15 @@ void coro__switch_out(struct worker *w)
         w->budget--;
         next = pick_next(w);
     }
-    if (next == cur) { /* woken before it left: keep running */
-        cur->state = CORO_RUNNING;
-        return;
+    if (next == cur) {
+        /* Served from the ready queue (every 8th pick) and the only one
+         * there: a yield or an early wake-up. Let a coroutine that has not
+         * started run first, else keep running. */
+        if (!(next = take_new(w))) {
+            cur->state = CORO_RUNNING;
+            return;
+        }
+        coro__rq_push(w, cur);
     }
     void **fake = cur->state == CORO_DEAD ? NULL : &cur->asan_fake;
     if (next) {
@@ -482,7 +488,9 @@ void coro__reap(struct worker *w)
     if (s->home == w->id ? !coro__stack_push(&w->pool, s) : !coro__stack_return(s))
         coro__stack_put(&w->pool, s);
     d->stack = NULL;
-    coro__ctx_fini(&d->ctx);
+#ifdef CORO_CTX_UCONTEXT
+    coro__ctx_fini(&d->ctx); /* the assembly context holds nothing to free */
+#endif
     /* After a local join the joiner drops this reference (it runs only
      * after this reap: every switch on this worker reaps first). */
     if (atomic_load_explicit(&d->join, memory_order_relaxed) != CORO_JOIN_HANDOFF)
@@ -496,7 +504,8 @@ void coro__entry(void)
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     struct worker *w = coro__tls_worker;
-    coro__reap(w);
+    if (w->dead)
+        coro__reap(w);
     coro_t *c = w->current;
     if (c->fn2)
         c->fn2(c->arg, c->fn2_what);
