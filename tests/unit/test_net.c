@@ -479,6 +479,7 @@ static void emfile_body(void *arg)
 
 START_TEST(listener_survives_emfile)
 {
+    UNIT_SKIP_UNDER_VALGRIND("it reserves file descriptors of its own");
     unit_run(1, emfile_body, NULL);
     ck_assert_uint_eq(emfile_accepted_while_limited, 0);
     ck_assert_int_eq(emfile_echo_ok, 1);

@@ -308,9 +308,12 @@ START_TEST(unsubscribe_prunes_and_frees_nodes)
     end = heap_in_use();
     ck_assert_int_eq(bad, 0);
     ck_assert_uint_eq(topic_subscription_count(t), 0);
-    ck_assert_uint_gt(peak, start + 5000 * 64);
-    ck_assert_uint_le(end, base + HEAP_SLACK);
-    ck_assert_uint_lt(base, start + 64 * 1024);
+    /* Valgrind's malloc keeps no glibc statistics (they read 0 there) */
+    if (!RUNNING_ON_VALGRIND) {
+        ck_assert_uint_gt(peak, start + 5000 * 64);
+        ck_assert_uint_le(end, base + HEAP_SLACK);
+        ck_assert_uint_lt(base, start + 64 * 1024);
+    }
     size_t n = 0;
     topic_match(t, "dev/3/q/x4271/z", 15, count_cb, &n);
     ck_assert_uint_eq(n, 0);
