@@ -347,6 +347,7 @@ uint64_t persist_msg_id(void);
 int persist_deliver(struct msg *m, struct session **ss, size_t n);
 int persist_acks(struct session *s, const uint64_t *ids, size_t n);
 int persist_retain(struct msg *m);
+int persist_in2(struct session *s, uint16_t id, bool del); /* inbound QoS 2 set */
 int persist_session(struct session *s, bool del);
 int persist_sub(struct session *s, const char *f, size_t len, uint8_t qos, bool del);
 void persist_start_compactor(void);

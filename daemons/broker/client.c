@@ -425,6 +425,10 @@ static int process(struct conn *c)
         int st = mqtt_decode(rb->d + pos, rb->len - pos,
                              atomic_load_explicit(&B.max_packet, memory_order_relaxed), &p,
                              &need, &err);
+        if (st == MQTT_MORE && !c->connected && rb->d[pos] != 0x10) {
+            st = MQTT_BAD; /* do not wait for the rest of something that is not CONNECT */
+            err.reason = "first packet is not CONNECT";
+        }
         if (st == MQTT_MORE)
             break; /* conn_read() grows the buffer when it is full */
         if (st == MQTT_BAD) {

@@ -22,7 +22,7 @@
 #include "broker.h"
 #include "coro/log.h"
 
-enum { ENQ_DONE, ENQ_BUSY };
+enum { ENQ_DONE, ENQ_QUEUED, ENQ_BUSY }; /* DONE: not queued (dropped, gone, offline QoS 0) */
 
 struct target {
     struct session *s;
@@ -95,16 +95,18 @@ static int enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, b
         return busy ? ENQ_BUSY : ENQ_DONE;
     }
     struct qitem it = {msg_ref(m), 0, qos, QI_QUEUED, retain, false};
+    int rc = ENQ_QUEUED;
     if (session_queue_push(s, &it) < 0) {
         msg_unref(m);
         metric_inc(bstats.dropped);
+        rc = ENQ_DONE;
     } else if (conn_need_kick(s->conn)) {
         kick = s->conn;
     }
     session_unlock(s);
     if (kick)
         conn_kick(kick);
-    return ENQ_DONE;
+    return rc;
 }
 
 static void unlink_waiter(struct session *s, struct bpwait *w)
@@ -137,16 +139,18 @@ static void set_blocked(struct session *from, bool on)
 }
 
 /* Wait for room in s's queue: the publishing coroutine parks, so a slow
- * subscriber slows its publishers instead of growing without bound. */
-static void enqueue_wait(struct session *s, struct msg *m, uint8_t qos, struct session *from)
+ * subscriber slows its publishers instead of growing without bound.
+ * true when m was queued for s. */
+static bool enqueue_wait(struct session *s, struct msg *m, uint8_t qos, struct session *from)
 {
     struct bpwait w;
     bool blocked = false;
+    int rc = enqueue(s, m, qos, false, s == from, NULL);
 
-    if (enqueue(s, m, qos, false, s == from, NULL) == ENQ_DONE)
-        return;
+    if (rc != ENQ_BUSY)
+        return rc == ENQ_QUEUED;
     coro_sem_init(&w.sem, 0);
-    while (enqueue(s, m, qos, false, s == from, &w) == ENQ_BUSY) {
+    while ((rc = enqueue(s, m, qos, false, s == from, &w)) == ENQ_BUSY) {
         if (!blocked)
             set_blocked(from, blocked = true);
         if (coro_sem_wait(&w.sem) < 0) { /* cancelled: stopping; not acked */
@@ -157,6 +161,7 @@ static void enqueue_wait(struct session *s, struct msg *m, uint8_t qos, struct s
     if (blocked)
         set_blocked(from, false);
     coro_sem_fini(&w.sem);
+    return rc == ENQ_QUEUED;
 }
 
 void deliver_to_session(struct session *s, struct msg *m, uint8_t qos, bool retain)
@@ -184,11 +189,10 @@ int deliver_publish(struct msg *m, struct session *from)
     for (size_t i = 0; i < t.n; i++) {
         struct session *s = t.v[i].s;
         uint8_t q = t.v[i].qos < m->qos ? t.v[i].qos : m->qos;
-        if (readable(s, m)) {
-            enqueue_wait(s, m, q, from);
-            if (ps && q > 0 && s->persistent)
-                ps[np++] = s;
-        }
+        /* logged only for the sessions that queued it: a message dropped
+         * at an offline session's limit must not come back on restart */
+        if (readable(s, m) && enqueue_wait(s, m, q, from) && ps && q > 0 && s->persistent)
+            ps[np++] = s;
     }
     int rc = np ? persist_deliver(m, ps, np) : 0;
     for (size_t i = 0; i < t.n; i++)

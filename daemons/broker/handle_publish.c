@@ -57,6 +57,8 @@ int handle_publish(struct conn *c, const struct mqtt_packet *p, const char **why
         session_lock(s);
         rc = session_in2_add(s, pb->id);
         session_unlock(s);
+        if (rc == 0 && s->persistent && persist_on())
+            rc = persist_in2(s, pb->id, false); /* before PUBREC: exactly once across restarts */
         return rc < 0 ? (*why = "out of memory", -1) : ack(c, MQTT_PUBREC, pb->id);
     }
     return 0;
@@ -65,8 +67,12 @@ int handle_publish(struct conn *c, const struct mqtt_packet *p, const char **why
 int handle_pubrel(struct conn *c, uint16_t id, const char **why)
 {
     session_lock(c->s);
+    bool had = session_in2_has(c->s, id);
     session_in2_del(c->s, id);
     session_unlock(c->s);
+    /* before PUBCOMP: the client may reuse the id for a new message then */
+    if (had && c->s->persistent && persist_on() && persist_in2(c->s, id, true) < 0)
+        return *why = NULL, -1;
     return ack(c, MQTT_PUBCOMP, id);
 }
 

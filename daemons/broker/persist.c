@@ -9,7 +9,10 @@
  * logged after it is in the subscribers' queues and before its publisher
  * gets PUBACK/PUBREC, so every acknowledged message is in the log; an ack
  * racing ahead of its message record only causes a redelivery (QoS 1
- * semantics), never a loss.
+ * semantics), never a loss. A message dropped at an offline session's
+ * queue limit is not logged for it. Inbound QoS 2 ids between PUBREC and
+ * PUBREL are logged before PUBREC and PUBCOMP go out, so a resend after a
+ * restart is recognised and not delivered twice.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +32,8 @@ enum {
     R_UNSUB,       /* cid, filter */
     R_MSG,         /* u64 id, u8 qos, topic, u32 plen, payload, u16 n, n x (cid, u8 qos) */
     R_ACKS,        /* cid, u32 n, n x u64 id */
+    R_IN2,         /* cid, u16 packet id: inbound QoS 2 PUBREC sent, PUBREL not yet seen */
+    R_IN2_DEL,     /* cid, u16 packet id: PUBREL seen */
 };
 
 static struct {
@@ -204,6 +209,15 @@ int persist_acks(struct session *s, const uint64_t *ids, size_t n)
     return append(R_ACKS, &r);
 }
 
+int persist_in2(struct session *s, uint16_t id, bool del)
+{
+    struct rec r;
+    rec_init(&r);
+    put_str(&r, s->client_id, strlen(s->client_id));
+    put_u16(&r, id);
+    return append(del ? R_IN2_DEL : R_IN2, &r);
+}
+
 int persist_retain(struct msg *m)
 {
     struct rec r;
@@ -328,6 +342,21 @@ static void replay_acks(struct rd *d)
         session_unref(s);
 }
 
+static void replay_in2(struct rd *d, bool del)
+{
+    size_t cl;
+    const char *cid = get_str(d, &cl);
+    uint16_t id = (uint16_t)get_n(d, 2);
+    struct session *s = d->bad ? NULL : session_find(cid, cl);
+    if (!s)
+        return;
+    if (del)
+        session_in2_del(s, id);
+    else if (!session_in2_has(s, id))
+        session_in2_add(s, id);
+    session_unref(s);
+}
+
 static int replay(void *arg, uint32_t type, const void *data, size_t len)
 {
     struct rd d = {data, (const uint8_t *)data + len, false};
@@ -370,6 +399,10 @@ static int replay(void *arg, uint32_t type, const void *data, size_t len)
         break;
     case R_ACKS:
         replay_acks(&d);
+        break;
+    case R_IN2:
+    case R_IN2_DEL:
+        replay_in2(&d, type == R_IN2_DEL);
         break;
     default:
         d.bad = true;
@@ -433,6 +466,12 @@ static void dump_session(struct session *s, void *arg)
             put_u8(&r, x->qos);
             put(&r, x->filter, x->len);
             snap_put(k, R_SUB, &r);
+        }
+        for (size_t i = 0; i < s->nin2; i++) {
+            rec_init(&r);
+            put_str(&r, s->client_id, strlen(s->client_id));
+            put_u16(&r, s->in2[i]);
+            snap_put(k, R_IN2, &r);
         }
         for (size_t i = 0; i < s->nfl; i++)
             dump_item(k, s, &s->fl[i]);
