@@ -474,6 +474,14 @@ void coro__switch_out(struct worker *w)
         coro__reap(w);
 }
 
+static void flush_returns(struct worker *w)
+{
+    if (w->ret)
+        coro__stack_return(w->ret, &w->pool);
+    w->ret = NULL;
+    w->nret = 0;
+}
+
 /* Release what the coroutine that ended last needed its own stack for. */
 void coro__reap(struct worker *w)
 {
@@ -485,8 +493,14 @@ void coro__reap(struct worker *w)
      * shared pool): else a worker that spawns onto others keeps mapping
      * fresh stacks while theirs fill up with its old ones. */
     struct coro_stack *s = d->stack;
-    if (s->home == w->id ? !coro__stack_push(&w->pool, s) : !coro__stack_return(s))
+    if (s->home != w->id) {
+        s->next = w->ret;
+        w->ret = s;
+        if (++w->nret >= CORO_STACK_RETURN_BATCH)
+            flush_returns(w);
+    } else if (!coro__stack_push(&w->pool, s)) {
         coro__stack_put(&w->pool, s);
+    }
     d->stack = NULL;
 #ifdef CORO_CTX_UCONTEXT
     coro__ctx_fini(&d->ctx); /* the assembly context holds nothing to free */
@@ -642,6 +656,7 @@ static void worker_loop(struct worker *w)
             continue;
         }
         flush_live(w);
+        flush_returns(w);
         if (atomic_load(&rt->stopping))
             break;
         idle(w);
@@ -768,6 +783,7 @@ static void worker_fini(struct worker *w)
     if (w->efd >= 0)
         close(w->efd);
     dq_fini(&w->dq);
+    flush_returns(w);
     coro__stack_pool_fini(&w->pool);
     coro__ctx_fini(&w->sched_ctx);
     for (c = w->free_coros; c; c = next) {

@@ -41,9 +41,11 @@ void coro__stack_global_fini(void);
 void coro__stack_shared_cap(size_t cap);
 struct coro_stack *coro__stack_get(struct coro_stack_pool *p);
 void coro__stack_put(struct coro_stack_pool *p, struct coro_stack *s);
-/* Reaped on a worker other than its home: hand back through the shared
- * pool if it has room (returns 1), so a spawner's stacks flow back to it. */
-int coro__stack_return(struct coro_stack *s);
+/* Stacks reaped on a worker other than their home: hand the list back
+ * through the shared pool (one lock for all), so a spawner's stacks flow
+ * back to it; what does not fit goes to p or is released. */
+void coro__stack_return(struct coro_stack *list, struct coro_stack_pool *p);
+#define CORO_STACK_RETURN_BATCH 32
 void coro__stack_pool_fini(struct coro_stack_pool *p);
 int coro__stack_in_guard(const struct coro_stack *s, const void *addr);
 size_t coro__stack_size(void);
@@ -93,6 +95,8 @@ struct worker {
     struct event *wake_ev;
 
     _Alignas(64) struct coro_stack_pool pool;
+    struct coro_stack *ret;     /* other workers' stacks to hand back in one go */
+    size_t nret;
     coro_t *free_coros;         /* recycled coro structs */
     size_t nfree;
     unsigned budget;            /* direct hand-offs left before polling I/O */

@@ -158,9 +158,24 @@ static int shared_put(struct coro_stack *s)
     return ok;
 }
 
-int coro__stack_return(struct coro_stack *s)
+void coro__stack_return(struct coro_stack *list, struct coro_stack_pool *p)
 {
-    return shared_put(s);
+    coro__spin_lock(&g.lock);
+    size_t n = atomic_load_explicit(&g.nshared, memory_order_relaxed);
+    while (list && n < g.shared_cap) {
+        struct coro_stack *s = list;
+        list = s->next;
+        s->next = g.shared;
+        g.shared = s;
+        n++;
+    }
+    atomic_store_explicit(&g.nshared, n, memory_order_relaxed);
+    coro__spin_unlock(&g.lock);
+    while (list) {
+        struct coro_stack *s = list;
+        list = s->next;
+        coro__stack_put(p, s);
+    }
 }
 
 static void register_stack(struct coro_stack *s)
