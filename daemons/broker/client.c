@@ -290,12 +290,33 @@ static void unlock_s(struct conn *c)
         session_unlock(c->s);
 }
 
+/* One header buffer kept per worker thread: a 16 KiB malloc and free per
+ * flush made glibc consolidate its fast bins every time (2% of QoS 1 CPU).
+ * noinline: a coroutine may resume on another thread, so the thread-local
+ * address must be computed afresh at each call. */
+static _Thread_local uint8_t *hbuf_cache;
+
+__attribute__((noinline)) static uint8_t *hbuf_get(void)
+{
+    uint8_t *h = hbuf_cache;
+    hbuf_cache = NULL;
+    return h ? h : malloc(HBUF_SIZE);
+}
+
+__attribute__((noinline)) static void hbuf_put(uint8_t *h, size_t cap)
+{
+    if (h && cap == HBUF_SIZE && !hbuf_cache)
+        hbuf_cache = h;
+    else
+        free(h);
+}
+
 /* The caller holds the write side; write until nothing is pending. */
 static void flush_loop(struct conn *c)
 {
     struct wbatch b;
     b.hcap = HBUF_SIZE;
-    b.hbuf = malloc(b.hcap);
+    b.hbuf = hbuf_get();
     b.ctl = NULL;
     for (;;) {
         lock_s(c);
@@ -324,7 +345,7 @@ static void flush_loop(struct conn *c)
             if (b.out[q])
                 metric_add(bstats.msgs_out[q], (int64_t)b.out[q]);
     }
-    free(b.hbuf);
+    hbuf_put(b.hbuf, b.hcap);
 }
 
 void conn_flush_now(struct conn *c)
