@@ -491,6 +491,9 @@ static struct {
 static bool expired(struct conn *c, uint64_t now, uint64_t connect_ms)
 {
     uint64_t last = atomic_load_explicit(&c->last_rx, memory_order_relaxed), span;
+    struct session *s = c->s;
+    if (s && __atomic_load_n(&s->bp_blocked, __ATOMIC_RELAXED))
+        return false; /* not reading because it waits for room: not silent */
     if (!c->connected)
         span = connect_ms;
     else if (c->keepalive == 0)

@@ -132,9 +132,11 @@ static void set_blocked(struct session *from, bool on)
     if (!from)
         return;
     session_lock(from);
-    from->bp_blocked = on;
+    __atomic_store_n(&from->bp_blocked, on, __ATOMIC_RELAXED); /* the sweeper reads it */
     if (on) /* those waiting on from's queue now take it over its limit */
         session_wake_publishers(from, SIZE_MAX);
+    else if (from->conn) /* keepalive counts again from now */
+        atomic_store_explicit(&from->conn->last_rx, coro_now_ms(), memory_order_relaxed);
     session_unlock(from);
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """coro-broker backpressure: a QoS 1 subscriber whose queue (max_queued =
 20) is full makes its publisher wait (PUBACKs stop) instead of dropping,
-and every message arrives once it reads again; a subscriber that goes away
+and every message arrives once it reads again, even when the wait is
+longer than the publisher's keepalive; a subscriber that goes away
 releases the waiting publisher; two clients publishing to each other
 without reading do not deadlock. mosquitto drops past its queue limit
 instead, so this test is coro-broker's own (skipped under BROKER=mosquitto).
@@ -71,6 +72,22 @@ def slow_subscriber(b):
           % (len(early) + len(late), N))
 
 
+def blocked_not_silent(b):
+    """A publisher with keepalive 1 s blocked for 2.5 s by a full queue
+    is waiting on the broker, not silent: it keeps its connection."""
+    sub = b.client("t25-ka", clean=True)
+    check(sub.subscribe([("t25/ka", 1)]) == [1], "SUBACK")
+    pub = b.client("t25-ka-pub", keepalive=1)
+    pipeline(pub, "t25/ka", N, b"k")
+    early = pubacks(pub, 2.5)
+    got = drain(sub, N)
+    check(len(got) == N, "subscriber got %d of %d" % (len(got), N))
+    late = pubacks(pub, 5, N - len(early))
+    check(len(early) + len(late) == N, "blocked publisher got %d PUBACKs of "
+          "%d (closed for keepalive while the broker made it wait?)"
+          % (len(early) + len(late), N))
+
+
 def subscriber_leaves(b):
     sub = b.client("t25-gone", clean=True)
     check(sub.subscribe([("t25/gone", 1)]) == [1], "SUBACK")
@@ -105,6 +122,7 @@ if __name__ == "__main__":
     if BROKER != "coro":
         skip("coro-broker's backpressure (mosquitto drops instead)")
     main([("full QoS 1 queue: publisher waits, nothing dropped", slow_subscriber),
+          ("blocked publisher is not closed for keepalive", blocked_not_silent),
           ("subscriber leaves: waiting publisher released", subscriber_leaves),
           ("publishers waiting on each other: no deadlock", crossed)],
          broker_opts={"max_queued": QUEUED})
