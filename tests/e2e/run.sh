@@ -120,7 +120,14 @@ ct() {
     nsenter -t "$leader" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
         SYSTEMD_PAGER= SYSTEMD_COLORS=0 /bin/sh -c "$*"
 }
-state=$(ct timeout 60 systemctl is-system-running --wait) || true
+# Right after exec, systemd may not listen on its private bus yet and
+# systemctl fails at once ("Failed to connect to bus"): retry until it answers.
+state=
+for _ in $(seq 100); do
+    state=$(ct timeout 60 systemctl is-system-running --wait 2>/dev/null) || true
+    [ -n "$state" ] && break
+    sleep 0.1
+done
 [ "$state" = running ] || [ "$state" = degraded ] || fail "container did not boot: '$state'"
 say "container up ($state) in $(($(date +%s) - START)) s"
 
