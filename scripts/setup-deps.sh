@@ -12,19 +12,5 @@ if [ "${1:-}" = --aarch64 ]; then
     pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user file"
 fi
 
-missing=
-for p in $pkgs; do
-    dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' ||
-        missing="$missing $p"
-done
-[ -n "$missing" ] || exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-    echo "setup-deps.sh: missing packages:$missing; run as root to install them" >&2
-    exit 1
-fi
-echo "setup-deps.sh: installing$missing"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
 # shellcheck disable=SC2086 # word splitting of the package list is intended
-apt-get install -y -q --no-install-recommends $missing
+exec "$(dirname "$0")/../packaging/need.sh" $pkgs
