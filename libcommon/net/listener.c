@@ -101,6 +101,29 @@ static int set_opt(int fd, int level, int name, int val)
     return setsockopt(fd, level, name, &val, sizeof(val));
 }
 
+/* Close fd, keep errno, return -1. */
+static int close_keep_errno(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+/* Bind fd to a and listen: fd, or -1 with err (fd closed). */
+static int bind_listen(int fd, const struct coro_addr *a, int backlog, char *err, size_t errlen)
+{
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+        set_err(err, errlen, "bind", a);
+        return close_keep_errno(fd);
+    }
+    if (listen(fd, backlog) < 0) {
+        set_err(err, errlen, "listen", a);
+        return close_keep_errno(fd);
+    }
+    return fd;
+}
+
 /* A listening inet socket on a (with SO_REUSEPORT), or -1 with err. */
 static int open_inet(struct coro_addr *a, int backlog, char *err, size_t errlen)
 {
@@ -124,20 +147,9 @@ static int open_inet(struct coro_addr *a, int backlog, char *err, size_t errlen)
         set_err(err, errlen, "setsockopt IPV6_V6ONLY", a);
         goto fail;
     }
-    if (bind(fd, (struct sockaddr *)&a->ss, a->len) < 0) {
-        set_err(err, errlen, "bind", a);
-        goto fail;
-    }
-    if (listen(fd, backlog) < 0) {
-        set_err(err, errlen, "listen", a);
-        goto fail;
-    }
-    return fd;
-fail:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
+    return bind_listen(fd, a, backlog, err, errlen);
+fail:
+    return close_keep_errno(fd);
 }
 
 /* A socket file left by a dead process refuses connections: remove it.
@@ -165,20 +177,7 @@ static int open_unix(const struct coro_addr *a, int backlog, char *err, size_t e
         set_err(err, errlen, "socket", a);
         return -1;
     }
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        set_err(err, errlen, "bind", a);
-        goto fail;
-    }
-    if (listen(fd, backlog) < 0) {
-        set_err(err, errlen, "listen", a);
-        goto fail;
-    }
-    return fd;
-fail:;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
+    return bind_listen(fd, a, backlog, err, errlen);
 }
 
 static coro_listener_t *listener_alloc(int fd, int backlog, int shared)
