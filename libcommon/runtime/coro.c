@@ -66,23 +66,11 @@ static struct worker *round_robin(struct runtime *rt)
 
 static void scope_link(coro_scope_t *s, coro_t *c);
 
-/* Create a coroutine for worker dst. pinned: it runs only there (no
- * stealing). scope, when set, is locked by the caller: the member is linked
- * in before it can run (and end) on another worker. */
-static inline __attribute__((always_inline)) coro_t *
-spawn_inl(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, void *arg, int what,
-          coro_scope_t *scope)
+/* Fill in a coroutine made by self (NULL: a plain thread) for worker dst. */
+static inline __attribute__((always_inline)) void
+spawn_init(struct runtime *rt, struct worker *self, coro_t *c, struct worker *dst, int pinned,
+           void (*fn)(void *), coro__fn2 fn2, void *arg, int what)
 {
-    struct runtime *rt = coro__rt;
-    struct worker *self = coro__tls_worker;
-    coro_t *c = coro__alloc(self);
-    if (!c)
-        return NULL;
-    if (coro__prepare_inl(c, self) < 0) {
-        coro__free(c);
-        errno = ENOMEM;
-        return NULL;
-    }
     c->fn = fn;
     c->fn2 = fn2;
     c->arg = arg;
@@ -107,6 +95,26 @@ spawn_inl(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, voi
         self->live_delta++;
     else
         atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+}
+
+/* Create a coroutine for worker dst. pinned: it runs only there (no
+ * stealing). scope, when set, is locked by the caller: the member is linked
+ * in before it can run (and end) on another worker. */
+static inline __attribute__((always_inline)) coro_t *
+spawn_inl(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, void *arg, int what,
+          coro_scope_t *scope)
+{
+    struct runtime *rt = coro__rt;
+    struct worker *self = coro__tls_worker;
+    coro_t *c = coro__alloc(self);
+    if (!c)
+        return NULL;
+    if (coro__prepare_inl(c, self) < 0) {
+        coro__free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
+    spawn_init(rt, self, c, dst, pinned, fn, fn2, arg, what);
     if (scope)
         scope_link(scope, c);
     /* The common case, the caller's worker with an empty runnext, inline. */
@@ -134,13 +142,30 @@ static struct worker *default_worker(void)
     return coro__tls_worker ? coro__tls_worker : round_robin(coro__rt);
 }
 
-coro_t *coro_spawn(void (*fn)(void *), void *arg)
+static __attribute__((noinline)) coro_t *spawn_any(void (*fn)(void *), void *arg)
 {
     struct worker *self = coro__tls_worker;
     if (self && coro__rt) /* in a worker: spawn for it, specialised inline */
         return spawn_inl(self, 0, fn, NULL, arg, 0, NULL);
     struct worker *dst = default_worker();
     return dst ? spawn(dst, 0, fn, NULL, arg, 0, NULL) : NULL;
+}
+
+coro_t *coro_spawn(void (*fn)(void *), void *arg)
+{
+    /* The common case calls nothing (no registers to save): a cached
+     * struct that kept its stack and first frame (see keep_stack() in
+     * sched.c), run next on this worker. */
+    struct worker *self = coro__tls_worker;
+    coro_t *c;
+    if (self && coro__rt && (c = self->free_coros) && c->stack && !self->runnext) {
+        c = coro__alloc(self);
+        self->pool.n--; /* as coro__prepare_inl() */
+        spawn_init(coro__rt, self, c, self, 0, fn, NULL, arg, 0);
+        self->runnext = c;
+        return c;
+    }
+    return spawn_any(fn, arg);
 }
 
 /* An explicit worker pins the coroutine there (no stealing): per-worker

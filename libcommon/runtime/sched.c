@@ -499,16 +499,12 @@ static void flush_returns(struct worker *w)
     w->nret = 0;
 }
 
-/* Release what the coroutine that ended last needed its own stack for. */
-void coro__reap(struct worker *w)
+/* Give d's stack back: to this worker's pool, or, from another worker's
+ * spawn, to that worker (through the shared pool): else a worker that
+ * spawns onto others keeps mapping fresh stacks while theirs fill up with
+ * its old ones. */
+static void drop_stack(struct worker *w, coro_t *d)
 {
-    coro_t *d = w->dead;
-    if (!d)
-        return;
-    w->dead = NULL;
-    /* A stack from another worker's spawn goes back to it (through the
-     * shared pool): else a worker that spawns onto others keeps mapping
-     * fresh stacks while theirs fill up with its old ones. */
     struct coro_stack *s = d->stack;
     if (s->home != w->id) {
         s->next = w->ret;
@@ -522,10 +518,63 @@ void coro__reap(struct worker *w)
 #ifdef CORO_CTX_UCONTEXT
     coro__ctx_fini(&d->ctx); /* the assembly context holds nothing to free */
 #endif
-    /* After a local join the joiner drops this reference (it runs only
-     * after this reap: every switch on this worker reaps first). */
-    if (atomic_load_explicit(&d->join, memory_order_relaxed) != CORO_JOIN_HANDOFF)
+}
+
+/* d ended after a local join, whose joiner frees d on this worker right
+ * away: d keeps its stack (counted in the pool) with the first frame
+ * rebuilt, so the next spawn that recycles d skips both. */
+static int keep_stack(struct worker *w, coro_t *d)
+{
+    struct coro_stack *s = d->stack;
+    if (s->home != w->id || w->pool.n >= w->pool.cap)
+        return 0;
+#ifdef CORO_SANITIZERS
+    coro__stack_unpoison(s);
+#endif
+    if (coro__ctx_make(&d->ctx, s->lo, s->size, coro__entry) < 0)
+        return 0;
+    w->pool.n++;
+    return 1;
+}
+
+/* Undo keep_stack() for a struct that is not reused (freed, or cached on
+ * a full list): on the stack's own worker, as only the joiner frees it. */
+static void unkeep_stack(struct worker *w, coro_t *c)
+{
+    struct coro_stack *s = c->stack;
+    if (!w || s->home != w->id)
+        coro__fatal("coroutine %llu freed away from its stack's worker",
+                    (unsigned long long)c->id);
+    c->stack = NULL;
+#ifdef CORO_CTX_UCONTEXT
+    coro__ctx_fini(&c->ctx);
+#endif
+    w->pool.n--;
+    coro__stack_put(&w->pool, s);
+}
+
+void coro__free_stack(coro_t *c)
+{
+    unkeep_stack(coro__tls_worker, c);
+}
+
+/* Release what the coroutine that ended last needed its own stack for. */
+void coro__reap(struct worker *w)
+{
+    coro_t *d = w->dead;
+    if (!d)
+        return;
+    w->dead = NULL;
+    if (atomic_load_explicit(&d->join, memory_order_relaxed) == CORO_JOIN_HANDOFF) {
+        /* The joiner drops the running reference along with its own (it
+         * runs only after this reap: every switch on this worker reaps
+         * first). */
+        if (!keep_stack(w, d))
+            drop_stack(w, d);
+    } else {
+        drop_stack(w, d);
         coro__unref(d);
+    }
     coro__live_dec();
 }
 
@@ -801,12 +850,14 @@ static void worker_fini(struct worker *w)
         close(w->efd);
     dq_fini(&w->dq);
     flush_returns(w);
-    coro__stack_pool_fini(&w->pool);
-    coro__ctx_fini(&w->sched_ctx);
     for (c = w->free_coros; c; c = next) {
         next = c->next;
+        if (c->stack)
+            unkeep_stack(w, c);
         free(c);
     }
+    coro__stack_pool_fini(&w->pool);
+    coro__ctx_fini(&w->sched_ctx);
 }
 
 /* ---- per-worker slots and shutdown hooks -------------------------------------- */

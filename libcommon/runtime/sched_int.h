@@ -202,8 +202,7 @@ static inline coro_t *coro__alloc(struct worker *w)
         w->free_coros = c->next;
         w->nfree--;
         c->next = NULL;
-        c->fn2 = NULL;
-        c->stack = NULL;
+        c->fn2 = NULL; /* c->stack: kept, see coro__reap() */
         atomic_store_explicit(&c->join, 0, memory_order_relaxed);
         atomic_store_explicit(&c->cancelled, 0, memory_order_relaxed);
         atomic_store_explicit(&c->started, 0, memory_order_relaxed);
@@ -212,16 +211,21 @@ static inline coro_t *coro__alloc(struct worker *w)
         c->scope = NULL;
         c->asan_fake = NULL;
 #ifdef CORO_CTX_UCONTEXT
-        c->ctx.uc = NULL;
+        if (!c->stack)
+            c->ctx.uc = NULL;
 #endif
         return c;
     }
     return calloc(1, sizeof(coro_t));
 }
 
+void coro__free_stack(coro_t *c);
+
 static inline void coro__free(coro_t *c)
 {
     struct worker *w = coro__tls_worker;
+    if (c->stack && (!w || w->nfree >= CORO_FREE_CACHE))
+        coro__free_stack(c);
     if (w && w->nfree < CORO_FREE_CACHE) {
         c->next = w->free_coros;
         w->free_coros = c;
@@ -251,7 +255,13 @@ static inline void coro__unref2(coro_t *c)
 /* coro__prepare() with the pooled-stack case inline. */
 static inline int coro__prepare_inl(coro_t *c, struct worker *w)
 {
-    struct coro_stack *s;
+    struct coro_stack *s = c->stack;
+    if (s) {
+        /* Recycled with its stack and first frame: see keep_stack() in
+         * sched.c (the stack was counted in w's pool). */
+        w->pool.n--;
+        return 0;
+    }
     if (!w || !(s = coro__stack_pop(&w->pool)))
         return coro__prepare(c, w);
     c->stack = s;
