@@ -231,33 +231,14 @@ static int join_result(coro_t *c, int refs)
  */
 static int join_local(coro_t *c, coro_t *self, struct worker *w)
 {
-    int direct = 0;
-    if (c == w->runnext) {
+    if (c == w->runnext)
         c->pinned = 1;
-        /* Switch straight to it unless the budget or inbox needs the
-         * scheduler's attention, or we are cancelled (park decides). */
-        direct = w->budget && !atomic_load_explicit(&w->inbox_pending, memory_order_relaxed) &&
-                 !atomic_load_explicit(&self->cancelled, memory_order_relaxed);
-    }
     coro__waiter_init_inl(&c->join_w, self);
     atomic_store_explicit(&c->join, CORO_JOIN_LOCAL, memory_order_relaxed);
-    int rc;
-    if (direct) {
-        w->runnext = NULL;
-        self->cur_wait = &c->join_w;
-        self->state = CORO_PARKED;
-        coro__switch_to_new(w, c);
-        /* Back once whoever claimed join_w readied us, as in park. */
-        while (atomic_load_explicit(&c->join_w.state, memory_order_acquire) != CORO_W_DONE) {
-            self->state = CORO_PARKED;
-            coro__switch_out(w);
-        }
-        self->cur_wait = NULL;
-        rc = c->join_w.result;
-    } else {
-        rc = coro__park_inl(&c->join_w, self, w);
-    }
-    if (rc == ECANCELED) {
+    /* A direct switch to c when it is runnext (no picking) saved 14
+     * instructions but cost ~7 ns per spawn+join on x86-64: the hand-off
+     * goes through coro__switch_out like any other. */
+    if (coro__park_inl(&c->join_w, self, w) == ECANCELED) {
         /* c ends on its own later; its end may still look at join_w. */
         coro__unref(c);
         errno = ECANCELED;

@@ -474,23 +474,6 @@ void coro__switch_out(struct worker *w)
         coro__reap(w);
 }
 
-/*
- * The current coroutine, parked on a join, hands the CPU straight to the
- * coroutine it joins, which the caller took from runnext (where
- * pick_next() would have found it): no picking. Counts against the I/O
- * polling budget like any hand-off; the caller checked it and the inbox.
- */
-void coro__switch_to_new(struct worker *w, coro_t *next)
-{
-    coro_t *cur = w->current;
-    check_stack(cur);
-    w->budget--;
-    start_or_resume(w, next);
-    swap_to(w, &cur->ctx, &cur->asan_fake, &next->ctx, next->stack);
-    if (w->dead)
-        coro__reap(w);
-}
-
 static void flush_returns(struct worker *w)
 {
     if (w->ret)

@@ -132,7 +132,6 @@ extern __thread struct worker *coro__tls_worker;
 void coro__inbox_push(struct worker *w, coro_t *c);    /* from another thread */
 void coro__enqueue_new(struct worker *w, coro_t *c);   /* w may be another worker */
 void coro__switch_out(struct worker *w);               /* current has set its state */
-void coro__switch_to_new(struct worker *w, coro_t *next); /* see join_local() */
 void coro__reap(struct worker *w);
 void coro__post_cancel(coro_t *c);
 void coro__live_dec(void);
