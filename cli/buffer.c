@@ -176,9 +176,14 @@ static ssize_t fill(struct buf *b, uint32_t i, int *eof)
  * (splice would block on either side, or cannot join these fds: then it is
  * not tried again and the block path meets any real error itself).
  */
+#define SPLICE_MAX (1024 * 1024)
+
 static int splice_direct(struct buf *b, int *eof)
 {
-    ssize_t n = splice(0, NULL, 1, NULL, b->block, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    /* Ask for more than a block: from a file the kernel then moves up to a
+     * pipe's worth per call (a pipe gives at most its own size anyway). */
+    size_t len = b->block > SPLICE_MAX ? b->block : SPLICE_MAX;
+    ssize_t n = splice(0, NULL, 1, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 
     if (n > 0) {
         atomic_fetch_add_explicit(&b->in, (uint64_t)n, memory_order_relaxed);
