@@ -292,31 +292,38 @@ void coro_detach(coro_t *c)
 
 static void scope_member_ended(coro_t *c);
 
-/* Called on c's own stack when its function returned. */
-void coro__finish(coro_t *c)
+/* Called on c's own stack when its function returned. Returns the parked
+ * joiner when it should run right away, directly (see coro__switch_dead):
+ * nothing else is ready and the polling budget is not used up. */
+coro_t *coro__finish(coro_t *c)
 {
     c->ended_cancelled = atomic_load(&c->cancelled);
     if (c->scope) {
         scope_member_ended(c);
-        return;
+        return NULL;
     }
     if (atomic_load_explicit(&c->join, memory_order_relaxed) == CORO_JOIN_LOCAL) {
         /* The joiner is parked on this worker: see join_local(). Its wait
          * may have been claimed by a cancellation (on this thread too). */
         struct coro_waiter *jw = &c->join_w;
         if (atomic_load_explicit(&jw->state, memory_order_relaxed) == CORO_W_WAITING) {
+            struct worker *w = c->worker;
             atomic_store_explicit(&c->join, CORO_JOIN_HANDOFF, memory_order_relaxed);
             jw->result = 0;
             atomic_store_explicit(&jw->state, CORO_W_DONE, memory_order_release);
-            coro__rq_push(c->worker, jw->coro);
+            if (w->budget > 1 && !w->rq_head && !w->runnext &&
+                !atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
+                return jw->coro;
+            coro__rq_push(w, jw->coro);
         } else {
             atomic_store_explicit(&c->join, CORO_JOIN_DONE, memory_order_relaxed);
         }
-        return;
+        return NULL;
     }
     uintptr_t prev = atomic_exchange(&c->join, CORO_JOIN_DONE);
     if (prev != 0 && coro__waiter_claim(&c->join_w))
         coro__waiter_finish(&c->join_w, 0);
+    return NULL;
 }
 
 /* ---- yield, cancel, identity ---------------------------------------------------- */

@@ -136,6 +136,9 @@ struct coro {
     struct coro *scope_next, *scope_prev;
     struct coro *cancel_next;   /* link in the owner worker's cancel inbox */
     void *asan_fake;            /* ASan fake stack while switched out */
+    struct worker *frame_w;     /* the frame on stack resumes only on this worker
+                                 * (kept from an ended run, see coro__entry); NULL:
+                                 * a fresh first frame, or no stack */
 };
 
 #define CORO_JOIN_DONE ((uintptr_t)1)

@@ -257,6 +257,22 @@ static void deliver_cancel(coro_t *c)
         coro__waiter_finish(cw, ECANCELED);
 }
 
+/* A coroutine not started yet arrived on w from another worker: a stack
+ * it kept from an ended run holds that run's frame, which resumes only on
+ * the worker it ended on (see coro__entry); build a fresh one. */
+static inline void adopt_new(struct worker *w, coro_t *c)
+{
+#ifdef CORO_REUSE_FRAME
+    if (c->frame_w && c->frame_w != w) {
+        coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry);
+        c->frame_w = NULL;
+    }
+#else
+    (void)w;
+    (void)c;
+#endif
+}
+
 static void drain_inbox(struct worker *w)
 {
     coro_t *c, *next, *cancels;
@@ -270,6 +286,8 @@ static void drain_inbox(struct worker *w)
     coro__spin_unlock(&w->inbox_lock);
     for (; c; c = next) {
         next = c->next;
+        if (c->state == CORO_NEW)
+            adopt_new(w, c);
         if (c->state == CORO_NEW && !c->pinned)
             dq_push(&w->dq, c);
         else
@@ -371,7 +389,7 @@ static inline void swap_to(struct worker *w, coro_ctx_t *from, void **from_fake,
 #endif
 }
 
-static void overflow_message(const coro_t *c)
+static __attribute__((noinline, cold)) void overflow_message(const coro_t *c)
 {
     char buf[200];
     int n = snprintf(buf, sizeof(buf),
@@ -386,7 +404,14 @@ static void overflow_message(const coro_t *c)
  * stack pointer must still be above the red zone. */
 static inline void check_stack(const coro_t *c)
 {
-    const char *sp = __builtin_frame_address(0);
+    const char *sp;
+#if defined(__x86_64__)
+    __asm__("movq %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+    __asm__("mov %0, sp" : "=r"(sp));
+#else
+    sp = __builtin_frame_address(0);
+#endif
     if (__builtin_expect(sp < c->stack_limit, 0)) {
         overflow_message(c);
         abort();
@@ -420,7 +445,7 @@ static inline coro_t *pick_next(struct worker *w)
     return take_new(w);
 }
 
-static void start_or_resume(struct worker *w, coro_t *c)
+static inline __attribute__((always_inline)) void start_or_resume(struct worker *w, coro_t *c)
 {
     if (c->state == CORO_NEW) {
         c->worker = w;
@@ -438,14 +463,37 @@ static void start_or_resume(struct worker *w, coro_t *c)
 }
 
 /*
- * The running coroutine gives up the CPU: it has set its state (PARKED,
- * READY after queueing itself, or DEAD). Hand off to the next ready
- * coroutine directly, or to the scheduler loop.
+ * Switch from the running coroutine cur to next (NULL: the scheduler
+ * loop). The one call site of coro__ctx_switch for coroutines, reached by
+ * tail calls: the return from the switch is then predicted right whichever
+ * coroutine comes back through it.
  */
-void coro__switch_out(struct worker *w)
+static __attribute__((noinline)) void switch_to(struct worker *w, coro_t *cur, coro_t *next)
 {
-    coro_t *cur = w->current, *next = NULL;
-    check_stack(cur);
+    void **fake = cur->state == CORO_DEAD ? NULL : &cur->asan_fake;
+    coro_ctx_t *to = &w->sched_ctx;
+    const struct coro_stack *to_stack = NULL;
+    if (next) {
+        start_or_resume(w, next);
+        to = &next->ctx;
+        to_stack = next->stack;
+    } else {
+        w->current = NULL;
+    }
+    swap_to(w, &cur->ctx, fake, to, to_stack);
+    /* Back on this thread (a coroutine never moves): reading the worker
+     * again keeps nothing alive across the switch, so nothing for the
+     * compiler to save besides what coro__ctx_switch saves anyway. */
+    w = coro__tls_worker;
+    if (w->dead)
+        coro__reap(w);
+}
+
+/* coro__switch_out() in general: the inbox to drain, the budget used up,
+ * the ready queue's turn, older unstarted coroutines, a yield. */
+static __attribute__((noinline)) void switch_out_slow(struct worker *w, coro_t *cur)
+{
+    coro_t *next = NULL;
     if (atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
         drain_inbox(w);
     if (w->budget) {
@@ -462,16 +510,57 @@ void coro__switch_out(struct worker *w)
         }
         coro__rq_push(w, cur);
     }
-    void **fake = cur->state == CORO_DEAD ? NULL : &cur->asan_fake;
-    if (next) {
-        start_or_resume(w, next);
-        swap_to(w, &cur->ctx, fake, &next->ctx, next->stack);
-    } else {
-        w->current = NULL;
-        swap_to(w, &cur->ctx, fake, &w->sched_ctx, NULL);
+    switch_to(w, cur, next);
+}
+
+/*
+ * The running coroutine gives up the CPU: it has set its state (PARKED,
+ * READY after queueing itself, or DEAD). Hand off to the next ready
+ * coroutine directly, or to the scheduler loop. The common cases, as
+ * pick_next() would choose, without a call that is not a tail call (so
+ * nothing to save): the newest spawn, or the head of the ready queue when
+ * there is no older unstarted coroutine.
+ */
+void coro__switch_out(struct worker *w)
+{
+    coro_t *cur = w->current, *next;
+    check_stack(cur);
+    if (__builtin_expect(atomic_load_explicit(&w->inbox_pending, memory_order_relaxed) ||
+                             !w->budget || !(w->switches & 7),
+                         0)) {
+        switch_out_slow(w, cur);
+        return;
     }
-    if (w->dead)
-        coro__reap(w);
+    if ((next = w->runnext)) {
+        w->runnext = NULL;
+    } else if (atomic_load_explicit(&w->dq.bottom, memory_order_relaxed) <=
+               atomic_load_explicit(&w->dq.top, memory_order_relaxed)) {
+        if ((next = rq_pop(w)) == cur) {
+            /* a yield with nothing else to run (see switch_out_slow) */
+            w->budget--;
+            cur->state = CORO_RUNNING;
+            return;
+        }
+    } else {
+        switch_out_slow(w, cur);
+        return;
+    }
+    w->budget--;
+    switch_to(w, cur, next);
+}
+
+/*
+ * The current coroutine has ended and hands the CPU straight to its
+ * joiner, which coro__finish() found parked with nothing else waiting to
+ * run: no queueing and no picking. Counts against the I/O polling budget
+ * like any hand-off (coro__finish checked that some is left).
+ */
+void coro__switch_dead(struct worker *w, coro_t *next)
+{
+    coro_t *cur = w->current;
+    check_stack(cur);
+    w->budget--;
+    switch_to(w, cur, next);
 }
 
 static void flush_returns(struct worker *w)
@@ -498,6 +587,7 @@ static void drop_stack(struct worker *w, coro_t *d)
         coro__stack_put(&w->pool, s);
     }
     d->stack = NULL;
+    d->frame_w = NULL;
 #ifdef CORO_CTX_UCONTEXT
     coro__ctx_fini(&d->ctx); /* the assembly context holds nothing to free */
 #endif
@@ -511,11 +601,15 @@ static int keep_stack(struct worker *w, coro_t *d)
     struct coro_stack *s = d->stack;
     if (s->home != w->id || w->pool.n >= w->pool.cap)
         return 0;
+#ifdef CORO_REUSE_FRAME
+    d->frame_w = w; /* see adopt_new() */
+#else
 #ifdef CORO_SANITIZERS
     coro__stack_unpoison(s);
 #endif
     if (coro__ctx_make(&d->ctx, s->lo, s->size, coro__entry) < 0)
         return 0;
+#endif
     w->pool.n++;
     return 1;
 }
@@ -529,6 +623,7 @@ static void unkeep_stack(struct worker *w, coro_t *c)
         coro__fatal("coroutine %llu freed away from its stack's worker",
                     (unsigned long long)c->id);
     c->stack = NULL;
+    c->frame_w = NULL;
 #ifdef CORO_CTX_UCONTEXT
     coro__ctx_fini(&c->ctx);
 #endif
@@ -569,17 +664,26 @@ void coro__entry(void)
     struct worker *w = coro__tls_worker;
     if (w->dead)
         coro__reap(w);
-    coro_t *c = w->current;
-    if (c->fn2)
-        c->fn2(c->arg, c->fn2_what);
-    else
-        c->fn(c->arg);
-    coro__finish(c);
-    w = coro__tls_worker;
-    c->state = CORO_DEAD;
-    w->dead = c;
-    coro__switch_out(w);
-    coro__fatal("coroutine %llu resumed after it ended", (unsigned long long)c->id);
+    for (;;) {
+        coro_t *c = w->current;
+        if (c->fn2)
+            c->fn2(c->arg, c->fn2_what);
+        else
+            c->fn(c->arg);
+        coro_t *joiner = coro__finish(c);
+        c->state = CORO_DEAD;
+        w->dead = c;
+        if (joiner)
+            coro__switch_dead(w, joiner);
+        else
+            coro__switch_out(w);
+        /* Resumed: the struct and its stack were recycled by a spawn on
+         * this same worker (start_or_resume() builds a fresh frame
+         * elsewhere), and this frame runs the new coroutine. */
+#ifndef CORO_REUSE_FRAME
+        coro__fatal("coroutine %llu resumed after it ended", (unsigned long long)c->id);
+#endif
+    }
 }
 
 int coro__prepare(coro_t *c, struct worker *w)
@@ -616,6 +720,7 @@ static coro_t *steal(struct worker *w)
         struct worker *o = &rt->workers[(start + i) % n];
         coro_t *c;
         if (o != w && (c = dq_steal(&o->dq))) {
+            adopt_new(w, c);
             w->steals++;
             return c;
         }

@@ -65,6 +65,15 @@ struct deque {
     _Atomic(struct dq_array *) arr;
 };
 
+/* An ended coroutine whose struct keeps its stack (see keep_stack() in
+ * sched.c) leaves its frame there: the next coroutine of that struct
+ * resumes it instead of a freshly built one, when it starts on the same
+ * worker. Not with ASan, whose fiber bookkeeping ends with the coroutine,
+ * nor with ucontext. */
+#if !defined(CORO_SANITIZERS) && !defined(CORO_CTX_UCONTEXT)
+#define CORO_REUSE_FRAME 1
+#endif
+
 /* ---- coroutine states and handle kinds --------------------------------- */
 enum { CORO_NEW, CORO_RUNNING, CORO_READY, CORO_PARKED, CORO_DEAD };
 enum { CORO_H_JOINABLE, CORO_H_DETACHED, CORO_H_JOINED, CORO_H_SCOPE };
@@ -132,6 +141,7 @@ extern __thread struct worker *coro__tls_worker;
 void coro__inbox_push(struct worker *w, coro_t *c);    /* from another thread */
 void coro__enqueue_new(struct worker *w, coro_t *c);   /* w may be another worker */
 void coro__switch_out(struct worker *w);               /* current has set its state */
+void coro__switch_dead(struct worker *w, coro_t *next); /* see coro__entry */
 void coro__reap(struct worker *w);
 void coro__post_cancel(coro_t *c);
 void coro__live_dec(void);
@@ -332,7 +342,8 @@ static inline int coro__park_inl(struct coro_waiter *w, coro_t *c, struct worker
     return w->result;
 }
 
-/* coro.c: ran by the entry trampoline when fn returns */
-void coro__finish(coro_t *c);
+/* coro.c: ran by the entry trampoline when fn returns; returns the joiner
+ * to hand the CPU to directly, or NULL */
+coro_t *coro__finish(coro_t *c);
 
 #endif

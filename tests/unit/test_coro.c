@@ -215,6 +215,59 @@ START_TEST(idle_worker_steals_unstarted)
 }
 END_TEST
 
+/* Structs recycled with their stack (local joins keep the ended frame for
+ * the next spawn on that worker) must start cleanly on another worker:
+ * spawned onto it, or stolen. Each run checks it stays on one worker
+ * across switches and that its own handle is current. */
+static atomic_int recycled_ran, recycled_bad;
+static void recycled_check(void *arg)
+{
+    coro_t *self = coro_self();
+    int w = coro_worker_index();
+    if (arg && w != 1)
+        atomic_fetch_add(&recycled_bad, 1);
+    for (int i = 0; i < 3; i++) {
+        coro_yield();
+        if (coro_worker_index() != w || coro_self() != self)
+            atomic_fetch_add(&recycled_bad, 1);
+    }
+    volatile uint64_t x = 0;
+    for (int i = 0; i < 20000; i++)
+        x = x + (uint64_t)i;
+    atomic_fetch_add(&recycled_ran, 1);
+}
+static void recycled_main(void *arg)
+{
+    coro_t *cs[64];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 100; i++)
+            ck_assert_int_eq(coro_join(coro_spawn(nothing, NULL)), 0);
+        for (int i = 0; i < 64; i++)
+            ck_assert_ptr_nonnull(cs[i] = coro_spawn_on(1, recycled_check, cs));
+        for (int i = 0; i < 64; i++)
+            ck_assert_int_eq(coro_join(cs[i]), 0);
+        for (int i = 0; i < 100; i++)
+            ck_assert_int_eq(coro_join(coro_spawn(nothing, NULL)), 0);
+        for (int i = 0; i < 64; i++)
+            ck_assert_ptr_nonnull(cs[i] = coro_spawn(recycled_check, NULL));
+        volatile uint64_t x = 0; /* busy: worker 1 can only steal */
+        for (int i = 0; i < 2000000; i++)
+            x = x + (uint64_t)i;
+        for (int i = 0; i < 64; i++)
+            ck_assert_int_eq(coro_join(cs[i]), 0);
+    }
+}
+
+START_TEST(recycled_structs_start_on_any_worker)
+{
+    atomic_store(&recycled_ran, 0);
+    atomic_store(&recycled_bad, 0);
+    unit_run(2, recycled_main, NULL);
+    ck_assert_int_eq(atomic_load(&recycled_ran), 20 * 128);
+    ck_assert_int_eq(atomic_load(&recycled_bad), 0);
+}
+END_TEST
+
 static atomic_int from_thread;
 static void *plain_thread(void *arg)
 {
@@ -613,6 +666,7 @@ static Suite *coro_suite(void)
     tcase_add_test(tc, yield_alternates);
     tcase_add_test(tc, spawn_on_runs_on_that_worker);
     tcase_add_test(tc, idle_worker_steals_unstarted);
+    tcase_add_test(tc, recycled_structs_start_on_any_worker);
     tcase_add_test(tc, spawn_from_plain_thread);
     tcase_add_test(tc, spawn_without_runtime_is_esrch);
     suite_add_tcase(s, tc);
