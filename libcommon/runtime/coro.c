@@ -109,7 +109,7 @@ spawn_inl(struct worker *dst, int pinned, void (*fn)(void *), coro__fn2 fn2, voi
     coro_t *c = coro__alloc(self);
     if (!c)
         return NULL;
-    if (coro__prepare_inl(c, self) < 0) {
+    if (coro__prepare_inl(c, self, dst != self) < 0) {
         coro__free(c);
         errno = ENOMEM;
         return NULL;
@@ -210,13 +210,13 @@ static const char *handle_kind(int h)
 /* Drop the handle's reference and report how c ended. */
 static int join_result(coro_t *c, int refs)
 {
-    int cancelled = c->ended_cancelled;
+    int err = c->end_error;
     if (refs == 2)
         coro__unref2(c);
     else
         coro__unref(c);
-    if (cancelled) {
-        errno = ECANCELED;
+    if (err) {
+        errno = err;
         return -1;
     }
     return 0;
@@ -297,7 +297,8 @@ static void scope_member_ended(coro_t *c);
  * nothing else is ready and the polling budget is not used up. */
 coro_t *coro__finish(coro_t *c)
 {
-    c->ended_cancelled = atomic_load(&c->cancelled);
+    if (atomic_load(&c->cancelled))
+        c->end_error = ECANCELED;
     if (c->scope) {
         scope_member_ended(c);
         return NULL;

@@ -111,34 +111,44 @@ struct worker;
 
 typedef void (*coro__fn2)(void *arg, int what);
 
+/*
+ * The fields a spawn, a start, an end and a join touch come first, in two
+ * cache lines (the struct is 64-byte aligned): a spawn onto another worker
+ * moves those two lines there and back, not four.
+ */
 struct coro {
-    coro_ctx_t ctx;             /* saved machine context; first member */
+    /* first line: what the worker that starts it needs */
+    _Alignas(64) coro_ctx_t ctx; /* saved machine context; first member */
     struct worker *worker;      /* owner once started; stealing may change it before */
     struct coro *next;          /* run queue / inbox links */
     void (*fn)(void *);
     coro__fn2 fn2;              /* when set, called as fn2(arg, fn2_what) */
     void *arg;
-    int fn2_what;
-    int pinned;                 /* spawned for one worker: never stolen */
-    uint64_t id;
     struct coro_stack *stack;
     const char *stack_limit;    /* switching out below this is an overflow */
-    atomic_int refs;            /* handle + running */
+    /* second line: state, ending and joining */
+    uint64_t id;
     atomic_uintptr_t join;      /* 0 or a CORO_JOIN_ value */
+    struct coro_waiter *volatile cur_wait; /* the wait a cancellation would complete */
+    struct worker *frame_w;     /* the frame on stack resumes only on this worker
+                                 * (kept from an ended run, see coro__entry);
+                                 * CORO_FRAME_NONE: none yet; NULL: a fresh first
+                                 * frame, or no stack */
+    coro_scope_t *scope;
+    atomic_int refs;            /* handle + running */
     atomic_int cancelled;
     atomic_int started;         /* set once by the owner when it first runs */
+    int fn2_what;
+    unsigned char state;        /* CORO_NEW, CORO_RUNNING, CORO_READY, CORO_PARKED, CORO_DEAD */
+    unsigned char handle;       /* CORO_H_JOINABLE, CORO_H_DETACHED, CORO_H_JOINED, CORO_H_SCOPE */
+    unsigned char pinned;       /* spawned for one worker: never stolen */
+    unsigned char end_error;    /* 0, or how it ended for coro_join: ECANCELED
+                                 * (cancelled), ENOMEM (never ran: no stack) */
+    /* the rest: parked joins, scopes, cancellation from other workers */
     struct coro_waiter join_w;  /* the joiner parks here: lives as long as the handle */
-    int state;                  /* CORO_NEW, CORO_RUNNING, CORO_READY, CORO_PARKED, CORO_DEAD */
-    int handle;                 /* CORO_H_JOINABLE, CORO_H_DETACHED, CORO_H_JOINED, CORO_H_SCOPE */
-    int ended_cancelled;        /* ended with the cancel flag set */
-    struct coro_waiter *volatile cur_wait; /* the wait a cancellation would complete */
-    coro_scope_t *scope;
     struct coro *scope_next, *scope_prev;
     struct coro *cancel_next;   /* link in the owner worker's cancel inbox */
     void *asan_fake;            /* ASan fake stack while switched out */
-    struct worker *frame_w;     /* the frame on stack resumes only on this worker
-                                 * (kept from an ended run, see coro__entry); NULL:
-                                 * a fresh first frame, or no stack */
 };
 
 #define CORO_JOIN_DONE ((uintptr_t)1)

@@ -257,20 +257,48 @@ static void deliver_cancel(coro_t *c)
         coro__waiter_finish(cw, ECANCELED);
 }
 
-/* A coroutine not started yet arrived on w from another worker: a stack
- * it kept from an ended run holds that run's frame, which resumes only on
- * the worker it ended on (see coro__entry); build a fresh one. */
-static inline void adopt_new(struct worker *w, coro_t *c)
+/*
+ * A coroutine not started yet arrived on w from another worker. It may
+ * have no stack yet (CORO_FRAME_NONE, see coro__prepare_inl): take one from
+ * w's pool. Or its stack holds a frame kept from an ended run, which
+ * resumes only on the worker it ended on (see coro__entry): build a fresh
+ * one. -1 when no stack can be had.
+ */
+static inline int adopt_new(struct worker *w, coro_t *c)
 {
 #ifdef CORO_REUSE_FRAME
     if (c->frame_w && c->frame_w != w) {
-        coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry);
+        if (!c->stack) {
+            if (coro__prepare(c, w) < 0)
+                return -1;
+        } else {
+            coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry);
+        }
         c->frame_w = NULL;
     }
 #else
     (void)w;
     (void)c;
 #endif
+    return 0;
+}
+
+/* c, spawned onto w by another worker, got no stack here: it ends without
+ * running, and coro_join() reports ENOMEM. Everything else is as for an
+ * end (coro__entry, coro__reap), minus the stack. */
+static __attribute__((noinline, cold)) void never_ran(struct worker *w, coro_t *c)
+{
+    fprintf(stderr, "coro: coroutine %llu not started on worker %d: no memory for its stack\n",
+            (unsigned long long)c->id, w->id);
+    c->worker = w;
+    c->state = CORO_DEAD;
+    c->end_error = ENOMEM;
+    coro_t *joiner = coro__finish(c);
+    if (joiner)
+        coro__rq_push(w, joiner);
+    if (atomic_load_explicit(&c->join, memory_order_relaxed) != CORO_JOIN_HANDOFF)
+        coro__unref(c);
+    coro__live_dec();
 }
 
 static void drain_inbox(struct worker *w)
@@ -286,8 +314,10 @@ static void drain_inbox(struct worker *w)
     coro__spin_unlock(&w->inbox_lock);
     for (; c; c = next) {
         next = c->next;
-        if (c->state == CORO_NEW)
-            adopt_new(w, c);
+        if (c->state == CORO_NEW && adopt_new(w, c) < 0) {
+            never_ran(w, c);
+            continue;
+        }
         if (c->state == CORO_NEW && !c->pinned)
             dq_push(&w->dq, c);
         else
@@ -678,8 +708,8 @@ void coro__entry(void)
         else
             coro__switch_out(w);
         /* Resumed: the struct and its stack were recycled by a spawn on
-         * this same worker (start_or_resume() builds a fresh frame
-         * elsewhere), and this frame runs the new coroutine. */
+         * this same worker (adopt_new() builds a fresh frame elsewhere),
+         * and this frame runs the new coroutine. */
 #ifndef CORO_REUSE_FRAME
         coro__fatal("coroutine %llu resumed after it ended", (unsigned long long)c->id);
 #endif
@@ -720,7 +750,10 @@ static coro_t *steal(struct worker *w)
         struct worker *o = &rt->workers[(start + i) % n];
         coro_t *c;
         if (o != w && (c = dq_steal(&o->dq))) {
-            adopt_new(w, c);
+            /* A stack kept by o may hold a frame for o only. (It has a
+             * stack: this cannot fail.) */
+            if (adopt_new(w, c) < 0)
+                coro__fatal("stolen coroutine %llu has no stack", (unsigned long long)c->id);
             w->steals++;
             return c;
         }

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/runtime_int.h"
 
@@ -94,12 +95,15 @@ struct worker {
     coro_t *runnext;            /* the latest spawn: runs next, not stealable */
     struct deque dq;            /* older unstarted coroutines; others may steal */
 
-    /* inbox: readies, spawns and cancellations from other threads */
+    /* inbox: readies, spawns and cancellations from other threads. The
+     * list (written by every push) and the flags (polled by this worker,
+     * even while it spins idle) sit in separate cache lines: a poll then
+     * does not pull the list's line away from a pushing thread. */
     _Alignas(64) atomic_int inbox_lock;
-    atomic_int inbox_pending;
-    atomic_int sleeping;
     coro_t *in_head, *in_tail;
     coro_t *cancel_head;
+    _Alignas(64) atomic_int inbox_pending;
+    atomic_int sleeping;
     int efd;                    /* eventfd that wakes the event loop */
     struct event *wake_ev;
 
@@ -209,13 +213,19 @@ static inline coro_t *coro__alloc(struct worker *w)
     coro_t *c;
     if (w && (c = w->free_coros)) {
         w->free_coros = c->next;
+        if (c->next) {
+            /* Ask for the next one's lines now: after a spawn onto another
+             * worker they come back from that core, one miss each. */
+            __builtin_prefetch(c->next, 1);
+            __builtin_prefetch((char *)c->next + 64, 1);
+        }
         w->nfree--;
         c->next = NULL;
         c->fn2 = NULL; /* c->stack: kept, see coro__reap() */
         atomic_store_explicit(&c->join, 0, memory_order_relaxed);
         atomic_store_explicit(&c->cancelled, 0, memory_order_relaxed);
         atomic_store_explicit(&c->started, 0, memory_order_relaxed);
-        c->ended_cancelled = 0;
+        c->end_error = 0;
         c->cur_wait = NULL;
         c->scope = NULL;
         c->asan_fake = NULL;
@@ -225,7 +235,9 @@ static inline coro_t *coro__alloc(struct worker *w)
 #endif
         return c;
     }
-    return calloc(1, sizeof(coro_t));
+    if (!(c = aligned_alloc(_Alignof(coro_t), sizeof(coro_t))))
+        return NULL;
+    return memset(c, 0, sizeof(*c));
 }
 
 void coro__free_stack(coro_t *c);
@@ -261,10 +273,30 @@ static inline void coro__unref2(coro_t *c)
         coro__free(c);
 }
 
-/* coro__prepare() with the pooled-stack case inline. */
-static inline int coro__prepare_inl(coro_t *c, struct worker *w)
+/* frame_w of a coroutine whose stack has no frame yet: the worker that
+ * starts it builds one (see adopt_new() in sched.c). */
+#define CORO_FRAME_NONE ((struct worker *)1)
+
+/*
+ * coro__prepare() with the pooled-stack case inline, for a spawn by worker
+ * w (NULL: a plain thread). elsewhere: the coroutine starts on another
+ * worker. With CORO_REUSE_FRAME that worker takes the stack from its own
+ * pool and builds the first frame (see adopt_new() in sched.c): its stacks
+ * stay in its cache and in its pool, and the spawner writes no stack line.
+ */
+static inline int coro__prepare_inl(coro_t *c, struct worker *w, int elsewhere)
 {
     struct coro_stack *s = c->stack;
+#ifdef CORO_REUSE_FRAME
+    if (elsewhere && w) {
+        if (s)
+            coro__free_stack(c); /* back to w's pool */
+        c->frame_w = CORO_FRAME_NONE;
+        return 0;
+    }
+#else
+    (void)elsewhere;
+#endif
     if (s) {
         /* Recycled with its stack and first frame: see keep_stack() in
          * sched.c (the stack was counted in w's pool). */

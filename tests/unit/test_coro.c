@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "coro/coro.h"
 #include "unit.h"
@@ -265,6 +267,53 @@ START_TEST(recycled_structs_start_on_any_worker)
     unit_run(2, recycled_main, NULL);
     ck_assert_int_eq(atomic_load(&recycled_ran), 20 * 128);
     ck_assert_int_eq(atomic_load(&recycled_bad), 0);
+}
+END_TEST
+
+/* No memory for a stack: a spawn onto another worker reports ENOMEM,
+ * either at once (the spawner maps the stack) or through coro_join (that
+ * worker maps it when the coroutine arrives, and it never runs). */
+static atomic_int nomem_ran;
+static void nomem_body(void *arg)
+{
+    atomic_fetch_add(&nomem_ran, 1);
+}
+static void nomem_main(void *arg)
+{
+    int *outcome = arg;
+    struct rlimit old, lim;
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &old), 0);
+    lim = old;
+    lim.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE) + 16 * 1024;
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    coro_t *c = coro_spawn_on(1, nomem_body, NULL);
+    int e = errno, rc = c ? coro_join(c) : -1;
+    e = c ? errno : e;
+    setrlimit(RLIMIT_AS, &old);
+    *outcome = rc == -1 && e == ENOMEM ? (c ? 2 : 1) : 0;
+}
+
+START_TEST(spawn_without_memory_for_a_stack_is_enomem)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    fprintf(stderr, "%s: not checked under ASan (its shadow memory needs RLIMIT_AS)\n", __func__);
+    return;
+#endif
+    UNIT_SKIP_UNDER_VALGRIND("RLIMIT_AS");
+    struct coro_config cfg;
+    int outcome = -1;
+    coro_config_default(&cfg);
+    cfg.workers = 2;
+    cfg.pool_capacity = 0; /* every stack is mapped when needed */
+    atomic_store(&nomem_ran, 0);
+    ck_assert_int_eq(coro_run(&cfg, nomem_main, &outcome), 0);
+    ck_assert_int_gt(outcome, 0);
+    ck_assert_int_eq(atomic_load(&nomem_ran), 0);
 }
 END_TEST
 
@@ -667,6 +716,7 @@ static Suite *coro_suite(void)
     tcase_add_test(tc, spawn_on_runs_on_that_worker);
     tcase_add_test(tc, idle_worker_steals_unstarted);
     tcase_add_test(tc, recycled_structs_start_on_any_worker);
+    tcase_add_test(tc, spawn_without_memory_for_a_stack_is_enomem);
     tcase_add_test(tc, spawn_from_plain_thread);
     tcase_add_test(tc, spawn_without_runtime_is_esrch);
     suite_add_tcase(s, tc);

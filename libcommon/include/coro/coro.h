@@ -66,12 +66,16 @@ coro_t *coro_spawn(void (*fn)(void *), void *arg);
 /* As coro_spawn, on worker `worker` (0..workers-1): the coroutine runs
  * there and nowhere else (it is never stolen), which per-worker state such
  * as listeners relies on. CORO_WORKER_ANY picks a worker round-robin and
- * leaves it stealable. EINVAL for a worker index out of range. */
+ * leaves it stealable. EINVAL for a worker index out of range. Onto
+ * another worker than the caller's, the stack comes from that worker's
+ * pool when the coroutine arrives there: if none can be mapped then, the
+ * coroutine never runs (a message says so) and coro_join reports ENOMEM. */
 coro_t *coro_spawn_on(int worker, void (*fn)(void *), void *arg);
 
 /* Wait for c to end and release the handle. 0, or -1 with ECANCELED when c
  * ended because it was cancelled or when the caller was cancelled while
- * waiting (c is then detached). Coroutine only; may yield. Joining twice or
+ * waiting (c is then detached), or with ENOMEM when c never ran for want of
+ * a stack (see coro_spawn_on). Coroutine only; may yield. Joining twice or
  * joining a detached handle aborts with a message. */
 int coro_join(coro_t *c);
 
