@@ -209,16 +209,18 @@ static void wake_worker(struct worker *w)
 }
 
 /*
- * Called after pushing onto w's inbox. If inbox_pending is already set, the
- * pusher that set it checks (or checked) w->sleeping after its push, and a
- * drain that clears the flag takes the inbox lock afterwards, so it sees our
- * item too: skip the store, the check and a second eventfd write while w
- * is still waking up (a batch of spawns onto a sleeping worker paid one
- * write per spawn).
+ * Called after pushing onto w's inbox (a seq_cst compare-and-swap, ordered
+ * before this load). drain_inbox() clears inbox_pending, fences, then
+ * takes the lists: either it sees our item, or we see the flag cleared and
+ * set it. If the flag is still set, a drain that will see our item is yet
+ * to come, and the pusher that set it checks (or checked) w->sleeping:
+ * skip the store, the check and a second eventfd write while w is still
+ * waking up (a batch of spawns onto a sleeping worker paid one write per
+ * spawn).
  */
 static void inbox_kick(struct worker *w)
 {
-    if (atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
+    if (atomic_load(&w->inbox_pending))
         return;
     atomic_store(&w->inbox_pending, 1);
     if (atomic_load(&w->sleeping))
@@ -227,14 +229,10 @@ static void inbox_kick(struct worker *w)
 
 void coro__inbox_push(struct worker *w, coro_t *c)
 {
-    c->next = NULL;
-    coro__spin_lock(&w->inbox_lock);
-    if (w->in_tail)
-        w->in_tail->next = c;
-    else
-        w->in_head = c;
-    w->in_tail = c;
-    coro__spin_unlock(&w->inbox_lock);
+    coro_t *old = atomic_load_explicit(&w->in_head, memory_order_relaxed);
+    do
+        c->next = old;
+    while (!atomic_compare_exchange_weak(&w->in_head, &old, c));
     inbox_kick(w);
 }
 
@@ -242,10 +240,10 @@ void coro__post_cancel(coro_t *c)
 {
     struct worker *w = c->worker;
     atomic_fetch_add(&c->refs, 1);
-    coro__spin_lock(&w->inbox_lock);
-    c->cancel_next = w->cancel_head;
-    w->cancel_head = c;
-    coro__spin_unlock(&w->inbox_lock);
+    coro_t *old = atomic_load_explicit(&w->cancel_head, memory_order_relaxed);
+    do
+        c->cancel_next = old;
+    while (!atomic_compare_exchange_weak(&w->cancel_head, &old, c));
     inbox_kick(w);
 }
 
@@ -303,16 +301,17 @@ static __attribute__((noinline, cold)) void never_ran(struct worker *w, coro_t *
 
 static void drain_inbox(struct worker *w)
 {
-    coro_t *c, *next, *cancels;
+    coro_t *c, *next, *cancels, *fifo = NULL;
     atomic_store_explicit(&w->inbox_pending, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    coro__spin_lock(&w->inbox_lock);
-    c = w->in_head;
-    w->in_head = w->in_tail = NULL;
-    cancels = w->cancel_head;
-    w->cancel_head = NULL;
-    coro__spin_unlock(&w->inbox_lock);
-    for (; c; c = next) {
+    c = atomic_exchange(&w->in_head, NULL);
+    cancels = atomic_exchange(&w->cancel_head, NULL);
+    for (; c; c = next) { /* newest first: reverse to arrival order */
+        next = c->next;
+        c->next = fifo;
+        fifo = c;
+    }
+    for (c = fifo; c; c = next) {
         next = c->next;
         if (c->state == CORO_NEW && adopt_new(w, c) < 0) {
             never_ran(w, c);

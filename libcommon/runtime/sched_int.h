@@ -95,13 +95,14 @@ struct worker {
     coro_t *runnext;            /* the latest spawn: runs next, not stealable */
     struct deque dq;            /* older unstarted coroutines; others may steal */
 
-    /* inbox: readies, spawns and cancellations from other threads. The
-     * list (written by every push) and the flags (polled by this worker,
-     * even while it spins idle) sit in separate cache lines: a poll then
-     * does not pull the list's line away from a pushing thread. */
-    _Alignas(64) atomic_int inbox_lock;
-    coro_t *in_head, *in_tail;
-    coro_t *cancel_head;
+    /* inbox: readies, spawns and cancellations from other threads, each a
+     * lock-free stack (a push is one compare-and-swap; this worker takes
+     * all at once and restores the order). The lists (written by every
+     * push) and the flags (polled by this worker, even while it spins
+     * idle) sit in separate cache lines: a poll then does not pull the
+     * lists' line away from a pushing thread. */
+    _Alignas(64) _Atomic(coro_t *) in_head;
+    _Atomic(coro_t *) cancel_head;
     _Alignas(64) atomic_int inbox_pending;
     atomic_int sleeping;
     int efd;                    /* eventfd that wakes the event loop */
