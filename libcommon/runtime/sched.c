@@ -701,11 +701,23 @@ void coro__entry(void)
             c->fn(c->arg);
         coro_t *joiner = coro__finish(c);
         c->state = CORO_DEAD;
-        w->dead = c;
-        if (joiner)
+        if (joiner) {
+#ifdef CORO_REUSE_FRAME
+            /* The joiner frees c first thing: keep the stack now, which
+             * only counts it (the switch saves this frame), and leave
+             * nothing to reap. */
+            if (keep_stack(w, c)) {
+                coro__live_dec();
+                coro__switch_dead(w, joiner);
+                continue;
+            }
+#endif
+            w->dead = c;
             coro__switch_dead(w, joiner);
-        else
+        } else {
+            w->dead = c;
             coro__switch_out(w);
+        }
         /* Resumed: the struct and its stack were recycled by a spawn on
          * this same worker (adopt_new() builds a fresh frame elsewhere),
          * and this frame runs the new coroutine. */

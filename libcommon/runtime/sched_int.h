@@ -221,8 +221,7 @@ static inline coro_t *coro__alloc(struct worker *w)
             __builtin_prefetch((char *)c->next + 64, 1);
         }
         w->nfree--;
-        c->next = NULL;
-        c->fn2 = NULL; /* c->stack: kept, see coro__reap() */
+        c->next = NULL; /* c->stack: kept, see coro__reap(); fn2: set by spawn */
         atomic_store_explicit(&c->join, 0, memory_order_relaxed);
         atomic_store_explicit(&c->cancelled, 0, memory_order_relaxed);
         atomic_store_explicit(&c->started, 0, memory_order_relaxed);
@@ -375,8 +374,47 @@ static inline int coro__park_inl(struct coro_waiter *w, coro_t *c, struct worker
     return w->result;
 }
 
-/* coro.c: ran by the entry trampoline when fn returns; returns the joiner
- * to hand the CPU to directly, or NULL */
-coro_t *coro__finish(coro_t *c);
+void coro__scope_member_ended(coro_t *c); /* coro.c */
+
+/*
+ * A coroutine's end, run on its own stack when its function returned (or
+ * for one that never ran): tell its joiner or its scope. Returns the
+ * parked joiner when it should run right away, directly (see
+ * coro__switch_dead): nothing else is ready and the polling budget is not
+ * used up. Inline: with a local join (the common spawn+join), the end is a
+ * few stores.
+ */
+static inline coro_t *coro__finish(coro_t *c)
+{
+    if (atomic_load(&c->cancelled))
+        c->end_error = ECANCELED;
+    if (c->scope) {
+        coro__scope_member_ended(c);
+        return NULL;
+    }
+    if (atomic_load_explicit(&c->join, memory_order_relaxed) == CORO_JOIN_LOCAL) {
+        /* The joiner is parked on this worker: see join_local() in coro.c.
+         * Its wait may have been claimed by a cancellation (on this thread
+         * too). */
+        struct coro_waiter *jw = &c->join_w;
+        if (atomic_load_explicit(&jw->state, memory_order_relaxed) == CORO_W_WAITING) {
+            struct worker *w = c->worker;
+            atomic_store_explicit(&c->join, CORO_JOIN_HANDOFF, memory_order_relaxed);
+            jw->result = 0;
+            atomic_store_explicit(&jw->state, CORO_W_DONE, memory_order_release);
+            if (w->budget > 1 && !w->rq_head && !w->runnext &&
+                !atomic_load_explicit(&w->inbox_pending, memory_order_relaxed))
+                return jw->coro;
+            coro__rq_push(w, jw->coro);
+        } else {
+            atomic_store_explicit(&c->join, CORO_JOIN_DONE, memory_order_relaxed);
+        }
+        return NULL;
+    }
+    uintptr_t prev = atomic_exchange(&c->join, CORO_JOIN_DONE);
+    if (prev != 0 && coro__waiter_claim(&c->join_w))
+        coro__waiter_finish(&c->join_w, 0);
+    return NULL;
+}
 
 #endif
