@@ -6,7 +6,7 @@
  * queues: a local ready queue (coroutines resumed on this worker; only this
  * thread touches it, so no lock), a Chase-Lev deque of coroutines not
  * started yet (this thread pushes and pops without a lock; idle workers
- * steal from the other end), and an inbox (a spinlocked list plus an
+ * steal from the other end), and an inbox (lock-free stacks plus an
  * eventfd) through which other threads hand over readied coroutines,
  * spawns and cancellations. A coroutine that parks switches straight to the
  * next ready one; the scheduler loop on the worker's own stack only runs
@@ -266,12 +266,9 @@ static inline int adopt_new(struct worker *w, coro_t *c)
 {
 #ifdef CORO_REUSE_FRAME
     if (c->frame_w && c->frame_w != w) {
-        if (!c->stack) {
-            if (coro__prepare(c, w) < 0)
-                return -1;
-        } else {
-            coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry);
-        }
+        if (!c->stack)
+            return coro__prepare(c, w);
+        coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry);
         c->frame_w = NULL;
     }
 #else
@@ -607,6 +604,13 @@ static void flush_returns(struct worker *w)
 static void drop_stack(struct worker *w, coro_t *d)
 {
     struct coro_stack *s = d->stack;
+#ifdef CORO_REUSE_FRAME
+    /* d's last switch saved its frame, in coro__entry's loop: the next
+     * spawn on this worker that takes s resumes it (coro__first_frame).
+     * Set before s is handed on. */
+    s->frame_sp = d->ctx.sp;
+    s->frame_owner = w;
+#endif
     if (s->home != w->id) {
         s->next = w->ret;
         w->ret = s;
@@ -651,6 +655,10 @@ static void unkeep_stack(struct worker *w, coro_t *c)
     if (!w || s->home != w->id)
         coro__fatal("coroutine %llu freed away from its stack's worker",
                     (unsigned long long)c->id);
+#ifdef CORO_REUSE_FRAME
+    s->frame_sp = c->ctx.sp; /* as drop_stack() */
+    s->frame_owner = c->frame_w == CORO_FRAME_NONE ? NULL : c->frame_w;
+#endif
     c->stack = NULL;
     c->frame_w = NULL;
 #ifdef CORO_CTX_UCONTEXT
@@ -736,7 +744,7 @@ int coro__prepare(coro_t *c, struct worker *w)
         return -1;
     c->stack->home = w ? w->id : -1;
     c->stack_limit = (char *)c->stack->lo + CORO_STACK_REDZONE;
-    if (coro__ctx_make(&c->ctx, c->stack->lo, c->stack->size, coro__entry) < 0) {
+    if (coro__first_frame(c, c->stack, w) < 0) {
         coro__stack_put(w ? &w->pool : &nopool, c->stack);
         c->stack = NULL;
         return -1;
@@ -1076,8 +1084,12 @@ int coro_run(const struct coro_config *cfg, void (*main_fn)(void *), void *arg)
     rt->nworkers = cfg->workers;
     coro__stack_global_init(cfg->stack_size);
     coro__stack_shared_cap(cfg->pool_capacity * cfg->workers);
-    if (!(rt->workers = calloc(rt->nworkers, sizeof(*rt->workers))))
+    /* aligned as struct worker wants: its inbox lists and flags each own
+     * a cache line */
+    if (!(rt->workers = aligned_alloc(_Alignof(struct worker),
+                                      rt->nworkers * sizeof(*rt->workers))))
         goto fail;
+    memset(rt->workers, 0, rt->nworkers * sizeof(*rt->workers));
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (worker_init(rt, &rt->workers[i], (int)i) < 0)
             goto fail;

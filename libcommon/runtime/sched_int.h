@@ -26,6 +26,11 @@ struct coro_stack {
     unsigned vg_id;           /* valgrind stack id */
     int home;                 /* worker that last spawned on it (-1: none) */
     struct coro_stack *next;  /* pool / free list link */
+    /* With CORO_REUSE_FRAME: the frame of a coroutine that ended on
+     * frame_owner, still on this stack and resumable there (at frame_sp)
+     * as the next coroutine's first frame. NULL: none. */
+    const struct worker *frame_owner;
+    void *frame_sp;
 };
 
 struct coro_stack_pool {
@@ -278,6 +283,25 @@ static inline void coro__unref2(coro_t *c)
 #define CORO_FRAME_NONE ((struct worker *)1)
 
 /*
+ * Give c the first frame on its new stack s, for a spawn by worker w (NULL:
+ * a plain thread): the frame an ended coroutine left on s on this worker
+ * (see drop_stack() in sched.c), resumed as it is like a kept one (see
+ * coro__entry); else a fresh one. 0, or -1 (ucontext: no memory).
+ */
+static inline int coro__first_frame(coro_t *c, struct coro_stack *s, struct worker *w)
+{
+#ifdef CORO_REUSE_FRAME
+    if (w && s->frame_owner == w) {
+        c->ctx.sp = s->frame_sp;
+        c->frame_w = w;
+        return 0;
+    }
+    c->frame_w = NULL;
+#endif
+    return coro__ctx_make(&c->ctx, s->lo, s->size, coro__entry);
+}
+
+/*
  * coro__prepare() with the pooled-stack case inline, for a spawn by worker
  * w (NULL: a plain thread). elsewhere: the coroutine starts on another
  * worker. With CORO_REUSE_FRAME that worker takes the stack from its own
@@ -308,7 +332,7 @@ static inline int coro__prepare_inl(coro_t *c, struct worker *w, int elsewhere)
     c->stack = s;
     s->home = w->id;
     c->stack_limit = (char *)s->lo + CORO_STACK_REDZONE;
-    if (coro__ctx_make(&c->ctx, s->lo, s->size, coro__entry) < 0) {
+    if (coro__first_frame(c, s, w) < 0) {
         coro__stack_put(&w->pool, s);
         c->stack = NULL;
         return -1;

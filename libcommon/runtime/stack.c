@@ -303,7 +303,9 @@ static void release(struct coro_stack *s)
         free(s);
         return;
     }
-    /* Give the memory back but keep the address range in its slab. */
+    /* Give the memory back (and any frame left on it) but keep the
+     * address range in its slab. */
+    s->frame_owner = NULL;
     madvise(s->lo, s->size, MADV_DONTNEED);
     coro__spin_lock(&g.lock);
     s->next = g.free_slab;
