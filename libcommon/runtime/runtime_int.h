@@ -130,10 +130,10 @@ struct coro {
     uint64_t id;
     atomic_uintptr_t join;      /* 0 or a CORO_JOIN_ value */
     struct coro_waiter *volatile cur_wait; /* the wait a cancellation would complete */
-    struct worker *frame_w;     /* the frame on stack resumes only on this worker
-                                 * (kept from an ended run, see coro__entry);
-                                 * CORO_FRAME_NONE: none yet; NULL: a fresh first
-                                 * frame, or no stack */
+    struct worker *frame_w;     /* the first frame on stack is an ended
+                                 * coroutine's, resumable only on this worker
+                                 * (see coro__entry); CORO_FRAME_NONE: no stack
+                                 * yet; NULL: a fresh frame, or no stack */
     coro_scope_t *scope;
     atomic_int refs;            /* handle + running */
     atomic_int cancelled;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -304,6 +305,14 @@ static void nomem_main(void *arg)
     lim = old;
     lim.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE) + 16 * 1024;
     ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    /* qemu-user, for one, does not enforce the guest's RLIMIT_AS */
+    void *probe = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe != MAP_FAILED) {
+        munmap(probe, 1 << 20);
+        setrlimit(RLIMIT_AS, &old);
+        *outcome = -2;
+        return;
+    }
     coro_t *c = coro_spawn_on(1, nomem_body, NULL);
     int e = errno, rc = c ? coro_join(c) : -1;
     e = c ? errno : e;
@@ -325,6 +334,10 @@ START_TEST(spawn_without_memory_for_a_stack_is_enomem)
     cfg.pool_capacity = 0; /* every stack is mapped when needed */
     atomic_store(&nomem_ran, 0);
     ck_assert_int_eq(coro_run(&cfg, nomem_main, &outcome), 0);
+    if (outcome == -2) {
+        fprintf(stderr, "%s: not checked: RLIMIT_AS is not enforced here\n", __func__);
+        return;
+    }
     ck_assert_int_gt(outcome, 0);
     ck_assert_int_eq(atomic_load(&nomem_ran), 0);
 }
